@@ -1,0 +1,1 @@
+export { EcgFaasError, isEcgFaasError } from './errors.js';
