@@ -1,0 +1,1 @@
+export { SignalRing, ArraySignal, type SignalHistory, type SignalRingState } from './ring.js';
