@@ -23,6 +23,8 @@ export class SignalRing implements SignalHistory {
   readonly capacity: number;
   #data: Float32Array;
   #end = 0;
+  // After restartAt, samples before the restart point are not valid even if the ring still holds them.
+  #startFloor = 0;
 
   constructor(capacity: number) {
     if (!Number.isInteger(capacity) || capacity <= 0) throw new RangeError('capacity must be a positive integer');
@@ -31,7 +33,7 @@ export class SignalRing implements SignalHistory {
   }
 
   get start(): number {
-    return Math.max(0, this.#end - this.capacity);
+    return Math.max(0, this.#end - this.capacity, this.#startFloor);
   }
 
   get end(): number {
@@ -59,15 +61,8 @@ export class SignalRing implements SignalHistory {
     this.#startFloor = end;
   }
 
-  // After restartAt, samples before the restart point are not valid even if the ring "holds" them.
-  #startFloor = 0;
-
-  get validStart(): number {
-    return Math.max(this.start, this.#startFloor);
-  }
-
   copy(from: number, out: Float32Array): Float32Array {
-    const lo = this.validStart;
+    const lo = this.start;
     const hi = this.#end;
     for (let i = 0; i < out.length; i++) {
       const at = from + i;
@@ -78,7 +73,7 @@ export class SignalRing implements SignalHistory {
 
   /** The held samples, oldest first (valid ones only). */
   toArray(): Float32Array {
-    const lo = this.validStart;
+    const lo = this.start;
     return this.copy(lo, new Float32Array(this.#end - lo));
   }
 
