@@ -155,9 +155,10 @@ export function encodeAnnotations(annotations: readonly Annotation[]): Uint8Arra
     if (annotation.num !== previousNum) words.push((NUM << 10) | field10(annotation.num, index, 'num'));
     flushWords();
     if (annotation.aux !== undefined && annotation.aux.length > 0) {
-      const text = Buffer.from(annotation.aux, 'latin1');
+      // Counted with a terminating NUL, as WFDB's own writers store it (the MIT-BIH files do).
+      const text = Buffer.from(`${annotation.aux}\0`, 'latin1');
       if (text.length > 255) {
-        throw new WfdbError('WFDB_RANGE', `annotation ${index}: aux text longer than 255 bytes`);
+        throw new WfdbError('WFDB_RANGE', `annotation ${index}: aux text longer than 254 bytes`);
       }
       words.push((AUX << 10) | text.length);
       flushWords();

@@ -9,3 +9,4 @@ export {
   readHeader, readRecord, readAnnotations, writeRecord, writeAnnotations, encodeRecord, toPhysical,
   type WfdbRecord, type WriteRecordInput, type WriteSignal, type ReadRecordOptions,
 } from './record.js';
+export { excerptRecord, type ExcerptOptions } from './excerpt.js';
