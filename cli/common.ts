@@ -1,0 +1,71 @@
+import { existsSync, statSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { EcgFaasError } from '../contracts/errors.js';
+import { DS1_RECORDS, PACED_RECORDS } from '../functions/datasets.js';
+
+/** A CLI failure: message for the user, stable code, and the exit code (2 for bad usage). */
+export class CliError extends EcgFaasError {
+  readonly exitCode: number;
+
+  constructor(code: string, message: string, exitCode = 1) {
+    super(code, message);
+    this.name = 'CliError';
+    this.exitCode = exitCode;
+  }
+}
+
+export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** The model used when --model is not given. */
+export function defaultModelPath(): string {
+  return path.join(PACKAGE_ROOT, 'models', 'default.onnx');
+}
+
+/** Resolves --model: a path to an .onnx file, or the name of a shipped model (paper, default). */
+export function resolveModelPath(value: string | undefined): string {
+  if (value === undefined) return defaultModelPath();
+  const shipped = path.join(PACKAGE_ROOT, 'models', `${value}.onnx`);
+  if (/^[A-Za-z0-9_-]+$/.test(value) && existsSync(shipped)) return shipped;
+  if (!existsSync(value)) throw new CliError('CLI_MODEL_NOT_FOUND', `model ${value} not found (give a path to an .onnx file, or paper or default)`);
+  return value;
+}
+
+export function requireDirectory(dir: string, what: string): string {
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) {
+    throw new CliError('CLI_NO_DIRECTORY', `${what} ${dir} is not a directory`);
+  }
+  return dir;
+}
+
+/**
+ * Parses --records: a comma-separated list of record names, where DS1 and PACED stand for those
+ * sets. Without the flag, every record in the directory that has a header and reference annotations.
+ */
+export async function resolveRecords(dataDir: string, value: string | undefined): Promise<string[]> {
+  if (value === undefined) {
+    const files = new Set(await readdir(dataDir));
+    const names = [...files].filter((f) => f.endsWith('.hea') && files.has(`${f.slice(0, -4)}.atr`)).map((f) => f.slice(0, -4));
+    if (names.length === 0) throw new CliError('CLI_NO_RECORDS', `no records with .hea and .atr files in ${dataDir}`);
+    return names.sort();
+  }
+  const names: string[] = [];
+  for (const item of value.split(',').map((s) => s.trim()).filter((s) => s.length > 0)) {
+    if (item.toUpperCase() === 'DS1') names.push(...DS1_RECORDS);
+    else if (item.toUpperCase() === 'PACED') names.push(...PACED_RECORDS);
+    else if (/^[A-Za-z0-9_-]+$/.test(item)) names.push(item);
+    else throw new CliError('CLI_BAD_RECORDS', `"${item}" is not a record name`, 2);
+  }
+  if (names.length === 0) throw new CliError('CLI_BAD_RECORDS', '--records names no record', 2);
+  return [...new Set(names)];
+}
+
+export function parseInteger(value: string, what: string): number {
+  if (!/^-?\d+$/.test(value)) throw new CliError('CLI_BAD_NUMBER', `${what} must be an integer, not "${value}"`, 2);
+  return Number(value);
+}
+
+export function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value)}\n`);
+}
