@@ -4,21 +4,10 @@ import { MAX_DELAY_MS, QrsDetector, type QrsDetectorState } from '../functions/d
 import { matchBeats, qrsStats, referenceBeatSamples, excludedIntervals } from '../functions/eval/index.js';
 import { readAnnotations, readRecord } from '../functions/wfdb/index.js';
 import { primaryLeadIndex } from '../functions/datasets.js';
+import { mulberry32 as rng } from '../functions/model/mlp.js';
 
 const dir = process.env.ECGFAAS_MITDB;
 const FS = 360;
-
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A synthetic ECG (P, QRS, T as Gaussians, baseline wander, noise) and its R-peak samples. */
 function syntheticEcg(seconds: number, seed = 1): { mv: Float32Array; beats: number[] } {

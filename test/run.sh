@@ -10,4 +10,15 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 fi
 
 npx tsc --noEmit -p tsconfig.json
-npx vitest run "$@"
+
+# vitest's own summary is for people; the plain "N passed, N failed" line at the end is for CI.
+results="$(mktemp -t ecgfaas-vitest-XXXXXX.json)"
+trap 'rm -f "$results"' EXIT
+status=0
+npx vitest run --reporter=default --reporter=json --outputFile.json="$results" "$@" || status=$?
+node -e '
+  const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+  const skipped = r.numPendingTests + r.numTodoTests;
+  console.log(`${r.numPassedTests} passed, ${r.numFailedTests} failed, ${skipped} skipped`);
+' "$results" || true
+exit "$status"
