@@ -2,7 +2,7 @@
  * Trains a final model on all of DS1 and writes the ONNX file (the same as
  * `ecgfaas model train --model M --data DIR --out FILE --seed N`).
  *
- *   npx tsx experiments/models/train.ts <mitdb dir> <paper|default> <out.onnx> <seed>
+ *   npx tsx experiments/models/train.ts <mitdb dir> <paper|default|default2> <out.onnx> <seed>
  */
 import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -10,8 +10,8 @@ import path from 'node:path';
 import { trainModel, type ModelKind } from '../../functions/model/index.js';
 
 const [dataDir = process.env.ECGFAAS_MITDB, model, out, seedText = '1'] = process.argv.slice(2);
-if (!dataDir || (model !== 'paper' && model !== 'default') || !out) {
-  console.error('usage: train.ts <mitdb dir> <paper|default> <out.onnx> <seed>');
+if (!dataDir || (model !== 'paper' && model !== 'default' && model !== 'default2') || !out) {
+  console.error('usage: train.ts <mitdb dir> <paper|default|default2> <out.onnx> <seed>');
   process.exit(2);
 }
 const t0 = Date.now();
