@@ -67,7 +67,7 @@ describe.each(FEATURE_SETS)('feature set %s', (name) => {
     const feats = featuresOfSignal(name, new ArraySignal(signal), beats, FS);
     expect(feats.length).toBe(beats.length);
     const dim = createFeatureStream(name).dim;
-    expect(dim).toBe(name === 'paper-v1' ? 360 : name === 'default-v1' ? 52 : 80);
+    expect(dim).toBe(name === 'paper-v1' ? 360 : 52);
     for (const f of feats) {
       expect(f.features.length).toBe(dim);
       expect(f.features.every(Number.isFinite)).toBe(true);

@@ -1,26 +1,12 @@
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { recordBeats } from '../functions/features/dataset.js';
-import { BeatClassifier, mulberry32, readOnnxMetadata } from '../functions/model/index.js';
+import { BeatClassifier, readOnnxMetadata } from '../functions/model/index.js';
 import { exportGbdtOnnx } from '../functions/model/trees-onnx.js';
 import { fitTrees, gbdtPredict, trainGbdt, treeMetadata, TREE_PRESET, type GbdtModel } from '../functions/model/trees.js';
+import { blobs, sha } from './support/synthetic.js';
 import { excerptDir, mitdbDir } from './support/data.js';
 
-const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
-
-/** A small synthetic 3-class problem (Gaussian-ish blobs), deterministic. */
-function blobs(n: number, dim: number, seed: number): { x: Float32Array[]; y: Uint8Array } {
-  const rand = mulberry32(seed);
-  const x: Float32Array[] = [];
-  const y = new Uint8Array(n);
-  for (let i = 0; i < n; i++) {
-    const c = i % 3;
-    y[i] = c;
-    x.push(Float32Array.from({ length: dim }, (_, j) => 5 + 3 * (j % 3 === c ? 1 : 0) + 2 * (rand() - 0.5) * (1 + j)));
-  }
-  return { x, y };
-}
 
 function train(seed: number): GbdtModel {
   const { x, y } = blobs(600, 12, 42);
@@ -87,7 +73,7 @@ describe('GBDT trainer and TreeEnsembleClassifier export', () => {
     expect(sha(bytes)).toBe(sha(exportGbdtOnnx(fitTrees(preset, x, y, 3), treeMetadata(preset, m1, 3, ['119', '208']))));
     await expectAgreement(m1, bytes, x);
     const classifier = await BeatClassifier.fromBytes(bytes);
-    expect(classifier.info).toMatchObject({ name: 'default-gbdt', kind: 'multiclass', featureSet: 'default-v1', dim: 52, classes: ['N', 'S', 'V', 'F', 'Q'] });
+    expect(classifier.info).toMatchObject({ name: 'default', kind: 'multiclass', featureSet: 'default-v1', dim: 52, classes: ['N', 'S', 'V', 'F', 'Q'] });
     await classifier.close();
   });
 });

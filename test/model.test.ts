@@ -1,24 +1,10 @@
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { BeatClassifier, exportOnnx, mlpForward, readOnnxMetadata, roundParams, trainMlp, trainModel, mulberry32 } from '../functions/model/index.js';
+import { BeatClassifier, exportOnnx, mlpForward, readOnnxMetadata, roundParams, trainMlp, trainModel } from '../functions/model/index.js';
 import type { MlpParams } from '../functions/model/mlp.js';
+import { blobs, sha } from './support/synthetic.js';
 import { excerptDir, mitdbDir, modelPath } from './support/data.js';
 
-const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
-
-/** A small synthetic 3-class problem (Gaussian blobs), deterministic. */
-function blobs(n: number, dim: number, seed: number): { x: Float32Array[]; y: Uint8Array } {
-  const rand = mulberry32(seed);
-  const x: Float32Array[] = [];
-  const y = new Uint8Array(n);
-  for (let i = 0; i < n; i++) {
-    const c = i % 3;
-    y[i] = c;
-    x.push(Float32Array.from({ length: dim }, (_, j) => 5 + 3 * (j % 3 === c ? 1 : 0) + 2 * (rand() - 0.5) * (1 + j)));
-  }
-  return { x, y };
-}
 
 function train(seed: number, activation: 'tanh' | 'relu'): MlpParams {
   const { x, y } = blobs(600, 12, 42);
@@ -79,7 +65,7 @@ describe('MLP trainer and ONNX export', () => {
 
 describe('trainModel on MIT-BIH', () => {
   const dir = existsSync(excerptDir()) ? excerptDir() : mitdbDir();
-  it.skipIf(dir === undefined).each(['paper', 'default'] as const)('training %s twice with the same seed gives identical bytes', async (model) => {
+  it.skipIf(dir === undefined).each(['paper', 'default', 'mlp'] as const)('training %s twice with the same seed gives identical bytes', async (model) => {
     const records = ['119', '208'];
     const a = await trainModel({ model, dataDir: dir as string, records, seed: 3 });
     const b = await trainModel({ model, dataDir: dir as string, records, seed: 3 });

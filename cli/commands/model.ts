@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { BeatClassifier, trainModel } from '../../functions/model/index.js';
+import { BeatClassifier, MODEL_KINDS, trainModel, type ModelKind } from '../../functions/model/index.js';
 import { CliError, parseInteger, printJson, requireDirectory, resolveModelPath, resolveRecords } from '../common.js';
 
 interface TrainFlags {
@@ -18,19 +18,19 @@ export function registerModel(program: Command): void {
   model
     .command('train')
     .description('Train a model on DS1 records (never DS2) and write it as ONNX; the same seed gives the same file.')
-    .requiredOption('--model <kind>', 'paper (the reference paper\'s 10-hidden-unit ANN, binary) or default (AAMI N/S/V/F/Q)')
+    .requiredOption('--model <kind>', 'paper (the reference paper\'s 10-hidden-unit ANN, binary), default (gradient-boosted trees, AAMI N/S/V/F/Q) or mlp (an MLP on the default features)')
     .requiredOption('--data <dir>', 'directory of MIT-BIH records')
     .requiredOption('--out <file>', 'where to write the .onnx file')
     .option('--seed <n>', 'random seed', '1')
     .option('--records <list>', 'training records (default DS1)')
     .action(async (flags: TrainFlags) => {
-      if (flags.model !== 'paper' && flags.model !== 'default') {
-        throw new CliError('CLI_BAD_MODEL_KIND', `--model must be paper or default, not "${flags.model}"`, 2);
+      if (!(MODEL_KINDS as readonly string[]).includes(flags.model)) {
+        throw new CliError('CLI_BAD_MODEL_KIND', `--model must be one of ${MODEL_KINDS.join(', ')}, not "${flags.model}"`, 2);
       }
       const seed = parseInteger(flags.seed, '--seed');
       const dataDir = requireDirectory(flags.data, '--data');
       const records = await resolveRecords(dataDir, flags.records ?? 'DS1');
-      const bytes = await trainModel({ model: flags.model, dataDir, records, seed, log: (line) => process.stderr.write(`${line}\n`) });
+      const bytes = await trainModel({ model: flags.model as ModelKind, dataDir, records, seed, log: (line) => process.stderr.write(`${line}\n`) });
       await mkdir(path.dirname(path.resolve(flags.out)), { recursive: true });
       await writeFile(flags.out, bytes);
       process.stderr.write(`wrote ${flags.out} (${bytes.length} bytes, sha256 ${createHash('sha256').update(bytes).digest('hex')})\n`);

@@ -5,46 +5,35 @@
  * Each fold trains the preset on the other records' reference beats, exports ONNX, and classifies
  * the held-out record(s) with onnxruntime-node. Figures are gross over all held-out beats.
  *
- *   npx tsx experiments/models/cv.ts <mitdb dir> <paper|default> <folds> <seed> [--jitter S] [--set key=value ...]
+ *   npx tsx experiments/models/cv.ts <mitdb dir> <paper|mlp> <folds> <seed> [--jitter S] [--set key=value ...]
  *
  * --jitter S: held-out beats are given to the feature stream displaced by up to ±S samples (seeded),
  *             to simulate a QRS detector's fiducial jitter (training stays on the reference positions).
  * --keep LIST: feature-selection experiment: zero all features but the listed indices/ranges (e.g. 0-10,39-50)
  *             in training and held-out data (equivalent to removing them: a zero column is standardised to 0).
- * --bias-scan: also print the figures a further bias b on the N logit would give, for b in [-3, 3].
- * --set logitBias=a:b:c:d:e  per-class logit biases (colon-separated; 0:0:0:0:0 = plain argmax).
- * --dump FILE: write the held-out probabilities as JSON lines (record, classes, probs) for offline analysis.
  * --set k=v:  override a preset field for an experiment (e.g. --set hidden=16); the final models use PRESETS.
  */
-import { writeFileSync } from 'node:fs';
 import { AAMI_CLASSES } from '../../functions/aami/index.js';
 import { DS1_RECORDS } from '../../functions/datasets.js';
-import { type RecordBeats } from '../../functions/features/dataset.js';
-import { recordBeatsFor } from '../../functions/features/dataset2.js';
+import { recordBeats, type RecordBeats } from '../../functions/features/dataset.js';
 import { BeatClassifier } from '../../functions/model/index.js';
 import { mulberry32 } from '../../functions/model/mlp.js';
 import { exportOnnx } from '../../functions/model/onnx.js';
-import { fitPreset, modelMetadata, PRESETS, subSeed, trainingBeats, type ModelKind, type Preset } from '../../functions/model/train.js';
+import { fitPreset, modelMetadata, PRESETS, subSeed, trainingBeats, type MlpModelKind, type Preset } from '../../functions/model/train.js';
+import { applySet, foldAssignment } from './cv-common.js';
 
 function usage(): never {
-  console.error('usage: cv.ts <mitdb dir> <paper|default> <folds 2..22> <seed> [--jitter S] [--set key=value ...]');
+  console.error('usage: cv.ts <mitdb dir> <paper|mlp> <folds 2..22> <seed> [--jitter S] [--set key=value ...]');
   process.exit(2);
 }
 
 const args = process.argv.slice(2);
 const dataDir = args[0] ?? process.env.ECGFAAS_MITDB;
-const model = args[1] as ModelKind;
+const model = args[1] as MlpModelKind;
 const folds = Number(args[2] ?? 22);
 const seed = Number(args[3] ?? 1);
 if (!dataDir || !(model in PRESETS) || !(folds >= 2 && folds <= DS1_RECORDS.length) || !Number.isInteger(seed)) usage();
 let jitter = 0;
-// --bias-scan: also report what a further bias b added to the N logit (see preset field logitBias, in
-// the graph) would give, for a range of b, from the same held-out probabilities (p(N)·e^b, then argmax).
-let biasScan = false;
-// --dump FILE: write the held-out probabilities (JSON lines: record, reference classes, probabilities).
-let dumpFile: string | undefined;
-const dumpLines: string[] = [];
-const BIASES = [-3, -2.5, -2, -1.5, -1, -0.5, 0, 0.5, 1, 1.5, 2, 2.5, 3];
 let keep: Set<number> | undefined;
 const preset: Preset = { ...PRESETS[model] };
 for (let i = 4; i < args.length; i++) {
@@ -55,32 +44,14 @@ for (let i = 4; i < args.length; i++) {
       return Array.from({ length: (b ?? (a as number)) - (a as number) + 1 }, (_, j) => (a as number) + j);
     }));
   } else if (args[i] === '--set') {
-    const [key, value] = (args[++i] ?? '').split('=');
-    if (!key || value === undefined || !(key in preset || key === 'ensemble' || key === 'logitBias')) usage();
-    const current = (preset as unknown as Record<string, unknown>)[key];
-    (preset as unknown as Record<string, unknown>)[key] = key === 'logitBias' ? value.split(':').map(Number)
-      : typeof current === 'number' || current === undefined ? Number(value) : value;
-  } else if (args[i] === '--bias-scan') biasScan = true;
-  else if (args[i] === '--dump') dumpFile = args[++i];
-  else usage();
+    if (!applySet(preset, args[++i] ?? '')) usage();
+  } else usage();
 }
 
 const t0 = Date.now();
 const log = (line: string) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)} s] ${line}`);
 
-// Fold assignment.
-const records = [...DS1_RECORDS] as string[];
-const foldOf = new Map<string, number>();
-if (folds === records.length) records.forEach((r, i) => foldOf.set(r, i));
-else {
-  const rand = mulberry32(subSeed(seed, 7));
-  const shuffled = records.slice();
-  for (let i = shuffled.length - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1));
-    [shuffled[i], shuffled[j]] = [shuffled[j] as string, shuffled[i] as string];
-  }
-  shuffled.forEach((r, i) => foldOf.set(r, i % folds));
-}
+const { records, foldOf } = foldAssignment(folds, seed);
 
 log(`preset ${JSON.stringify(preset)}; folds ${folds}; seed ${seed}; test jitter ±${jitter}`);
 const train = new Map<string, RecordBeats[]>();
@@ -89,7 +60,7 @@ for (const record of records) {
   const beats = await trainingBeats(preset, dataDir, [record], seed);
   train.set(record, beats);
   test.set(record, jitter > 0
-    ? await recordBeatsFor(dataDir, record, preset.featureSet, { max: jitter, random: mulberry32(subSeed(seed, 5000 + records.indexOf(record))) })
+    ? await recordBeats(dataDir, record, preset.featureSet, { max: jitter, random: mulberry32(subSeed(seed, 5000 + records.indexOf(record))) })
     : (beats[0] as RecordBeats));
 }
 if (keep) {
@@ -103,7 +74,6 @@ const K = AAMI_CLASSES.length;
 const P = preset.classes.length;
 const confusion = Array.from({ length: K }, () => new Array<number>(P).fill(0));
 const perRecord: string[] = [];
-const scan = BIASES.map(() => Array.from({ length: K }, () => new Array<number>(P).fill(0)));
 for (let f = 0; f < folds; f++) {
   const held = records.filter((r) => foldOf.get(r) === f);
   const trainRecords = records.filter((r) => foldOf.get(r) !== f);
@@ -126,16 +96,7 @@ for (let f = 0; f < folds; f++) {
       if (best !== 0) abnPred++;
       if (t !== 0 && best !== 0) abnHit++;
       if (t === 0) nAs[best]! += 1;
-      if (biasScan) {
-        BIASES.forEach((b, j) => {
-          let bb = 0;
-          let bv = (p[0] as number) * Math.exp(b);
-          for (let k = 1; k < P; k++) if ((p[k] as number) > bv) { bb = k; bv = p[k] as number; }
-          ((scan[j] as number[][])[t] as number[])[bb]! += 1;
-        });
-      }
     });
-    if (dumpFile) dumpLines.push(JSON.stringify({ record, classes: Array.from(rb.classes), probs: probs.map((p) => Array.from(p, (v) => Number(v.toPrecision(6)))) }));
     perRecord.push(`${record}: beats ${rb.features.length} abnormal ${abnTrue} detected ${abnHit} flagged ${abnPred}; N beats predicted ${preset.classes.map((c, k) => `${c} ${nAs[k]}`).join(', ')}`);
   }
   await classifier.close();
@@ -175,16 +136,4 @@ if (preset.kind === 'multiclass') {
   const correct = confusion.reduce((a, row, t) => a + (row[t] as number), 0);
   console.log(`  5-class accuracy ${pct(correct, total)} %`);
 }
-if (biasScan) {
-  console.log('bias scan (b added to the N logit): abnormal Se/+P/acc, S Se/+P, V Se/+P');
-  BIASES.forEach((b, j) => {
-    const c = scan[j] as number[][];
-    let at = 0, ap = 0, ah = 0, ok = 0, tot = 0;
-    c.forEach((row, t) => row.forEach((v, p) => { tot += v; if ((t !== 0) === (p !== 0)) ok += v; if (t !== 0) at += v; if (p !== 0) ap += v; if (t !== 0 && p !== 0) ah += v; }));
-    const se = (k: number) => pct((c[k] as number[])[k] as number, (c[k] as number[]).reduce((a, x) => a + x, 0));
-    const pp = (k: number) => pct((c[k] as number[])[k] as number, c.reduce((a, row) => a + (row[k] as number), 0));
-    console.log(`  b ${b.toFixed(1).padStart(4)}: abnormal ${pct(ah, at)} / ${pct(ah, ap)} / ${pct(ok, tot)}   S ${se(1)} / ${pp(1)}   V ${se(2)} / ${pp(2)}`);
-  });
-}
-if (dumpFile) writeFileSync(dumpFile, dumpLines.join('\n') + '\n');
 log('done');

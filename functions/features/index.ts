@@ -4,17 +4,14 @@
  * features it was trained on. Feature sets: 'paper-v1' (raw 1 s window) and 'default-v1'
  * (RR, morphology and per-patient template features); see paper.ts and default.ts.
  */
-import { primaryLeadIndex } from '../datasets.js';
 import type { SignalHistory } from '../signal/ring.js';
 import { DefaultFeatures } from './default.js';
-import { Default2Features } from './default2.js';
 import { PaperFeatures } from './paper.js';
 import { FeatureStream, type BeatFeatures, type FeatureSet, type StreamState } from './stream.js';
 
 export type { BeatFeatures } from './stream.js';
 export { LOOKAHEAD_SECONDS, DETECTOR_MARGIN_SECONDS } from './stream.js';
 export { DEFAULT_FEATURE_NAMES } from './default.js';
-export { DEFAULT2_FEATURE_NAMES } from './default2.js';
 
 /** One per monitor; streaming; the same code runs offline over a whole record for training. */
 export interface BeatFeatureStream {
@@ -27,36 +24,19 @@ export interface BeatFeatureStream {
    * After each packet, with the signal so far: features of the beats that are now computable (their
    * window is inside the history, and the next beat is known or `end` is more than
    * LOOKAHEAD_SECONDS + DETECTOR_MARGIN_SECONDS past them; the next RR is then capped at the lookahead),
-   * in order, each once. `secondary`: the second lead (same sample clock, in mV, appended up to the
-   * same `end`) for two-lead sets (see `featureSetLeads`); single-lead sets ignore it.
+   * in order, each once.
    */
-  drain(history: SignalHistory, secondary?: SignalHistory): BeatFeatures[];
+  drain(history: SignalHistory): BeatFeatures[];
   /** End of stream: features for all beats still pending. */
-  flush(history: SignalHistory, secondary?: SignalHistory): BeatFeatures[];
+  flush(history: SignalHistory): BeatFeatures[];
   /** A gap: drop pending beats and the RR chain (no RR across a gap); keep per-patient long-run statistics. */
   restart(atSample: number): void;
   /** Plain data only (numbers, arrays, typed arrays, plain objects), a few KB. */
   toState(): unknown;
 }
 
-export const FEATURE_SETS = ['paper-v1', 'default-v1', 'default-v2'] as const;
+export const FEATURE_SETS = ['paper-v1', 'default-v1'] as const;
 export type FeatureSetName = (typeof FEATURE_SETS)[number];
-
-/**
- * The second lead a two-lead set reads next to the primary (`primaryLeadIndex`): the first other
- * lead (V1 in most MIT-BIH records, V5 in 114, V4 in 124). With one lead only, the primary itself
- * (do not pass it as `secondary` then: a single-lead stream should use a single-lead model).
- */
-export function secondaryLeadIndex(leadNames: readonly string[]): number {
-  const primary = primaryLeadIndex(leadNames);
-  for (let i = 0; i < leadNames.length; i++) if (i !== primary) return i;
-  return primary;
-}
-
-/** How many leads a feature set reads: 2 = primary (MLII) + the record's other lead (`secondary`). */
-export function featureSetLeads(name: string): 1 | 2 {
-  return name === 'default-v2' ? 2 : 1;
-}
 
 function makeSet(name: string, sampleRate: number): FeatureSet {
   if (!(sampleRate > 0) || !Number.isFinite(sampleRate)) throw new RangeError(`bad sample rate ${sampleRate}`);
@@ -65,8 +45,6 @@ function makeSet(name: string, sampleRate: number): FeatureSet {
       return new PaperFeatures(sampleRate);
     case 'default-v1':
       return new DefaultFeatures(sampleRate);
-    case 'default-v2':
-      return new Default2Features(sampleRate);
     default:
       throw new RangeError(`unknown feature set "${name}" (known: ${FEATURE_SETS.join(', ')})`);
   }
@@ -87,8 +65,8 @@ export function restoreFeatureStream(name: string, state: unknown): BeatFeatureS
 }
 
 /** Offline: features of the given beats over a whole signal (one pass, as in training). */
-export function featuresOfSignal(name: string, history: SignalHistory, beats: readonly number[], sampleRate = 360, secondary?: SignalHistory): BeatFeatures[] {
+export function featuresOfSignal(name: string, history: SignalHistory, beats: readonly number[], sampleRate = 360): BeatFeatures[] {
   const stream = createFeatureStream(name, sampleRate);
   for (const b of beats) stream.addBeat(b);
-  return [...stream.drain(history, secondary), ...stream.flush(history, secondary)];
+  return [...stream.drain(history), ...stream.flush(history)];
 }

@@ -23,11 +23,6 @@ export interface BeatContext {
   /** The next beat's sample, or null when it is not known within the lookahead. */
   next: number | null;
   history: SignalHistory;
-  /**
-   * A second lead on the same sample clock (e.g. V1), for feature sets that use two leads
-   * ('default-v2'); absent for single-lead streams (those sets then write 0 for its features).
-   */
-  secondary?: SignalHistory;
 }
 
 /** A feature set: window geometry plus the per-beat computation (which may update running stats). */
@@ -89,12 +84,12 @@ export class FeatureStream {
     this.#pending.push(sample);
   }
 
-  drain(history: SignalHistory, secondary?: SignalHistory): BeatFeatures[] {
-    return this.#emit(history, false, secondary);
+  drain(history: SignalHistory): BeatFeatures[] {
+    return this.#emit(history, false);
   }
 
-  flush(history: SignalHistory, secondary?: SignalHistory): BeatFeatures[] {
-    return this.#emit(history, true, secondary);
+  flush(history: SignalHistory): BeatFeatures[] {
+    return this.#emit(history, true);
   }
 
   restart(atSample: number): void {
@@ -120,7 +115,7 @@ export class FeatureStream {
     this.#set.restoreStats(state.stats);
   }
 
-  #emit(history: SignalHistory, all: boolean, secondary?: SignalHistory): BeatFeatures[] {
+  #emit(history: SignalHistory, all: boolean): BeatFeatures[] {
     const out: BeatFeatures[] = [];
     const set = this.#set;
     let i = 0;
@@ -132,7 +127,7 @@ export class FeatureStream {
         if (set.needsNext && following === null && history.end < sample + this.#waitSamples) break;
       }
       const features = new Float32Array(set.dim);
-      set.compute(secondary ? { sample, prev: this.#prev, next: following, history, secondary } : { sample, prev: this.#prev, next: following, history }, features);
+      set.compute({ sample, prev: this.#prev, next: following, history }, features);
       out.push({ sample, features });
       this.#prev = sample;
     }

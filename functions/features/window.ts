@@ -1,17 +1,22 @@
 /** Window helpers shared by the feature sets: reading, fiducial re-alignment, robust baseline. */
 import type { SignalHistory } from '../signal/ring.js';
 
-/** Median of the finite values of `values[from, to)`; 0 when there are none. */
+/**
+ * Median of the finite values of `values[from, to)`; 0 when there are none. A typed-array copy with
+ * the native numeric sort: several times faster than sorting a JS array with a comparator, and
+ * this runs for every beat.
+ */
 export function medianOf(values: Float32Array, from = 0, to = values.length): number {
-  const finite: number[] = [];
+  const finite = new Float64Array(Math.max(0, to - from));
+  let n = 0;
   for (let i = from; i < to; i++) {
     const v = values[i] as number;
-    if (Number.isFinite(v)) finite.push(v);
+    if (Number.isFinite(v)) finite[n++] = v;
   }
-  if (finite.length === 0) return 0;
-  finite.sort((a, b) => a - b);
-  const mid = finite.length >> 1;
-  return finite.length % 2 === 1 ? (finite[mid] as number) : ((finite[mid - 1] as number) + (finite[mid] as number)) / 2;
+  if (n === 0) return 0;
+  const sorted = finite.subarray(0, n).sort();
+  const mid = n >> 1;
+  return n % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
 export function meanOf(values: Float32Array, from = 0, to = values.length): number {

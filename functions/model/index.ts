@@ -9,7 +9,8 @@ import { readFile } from 'node:fs/promises';
 import * as ort from 'onnxruntime-node';
 import { INPUT_NAME, OUTPUT_NAME, readOnnxMetadata } from './onnx.js';
 
-export { trainModel, PRESETS, type ModelKind, type Preset } from './train.js';
+export { trainModel, PRESETS, MODEL_KINDS, type ModelKind, type MlpModelKind, type Preset } from './train.js';
+export { TREE_PRESET, type TreePreset } from './trees.js';
 export { exportOnnx, readOnnxMetadata, OPSET } from './onnx.js';
 export { trainMlp, mlpForward, roundParams, mulberry32, type MlpParams } from './mlp.js';
 

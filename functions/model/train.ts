@@ -1,18 +1,27 @@
 /**
- * Model presets and training on MIT-BIH records (DS1 only; patient-wise CV in experiments/models/cv.ts).
- * Everything here is deterministic for a given seed (see mlp.ts for why the trainer is hand-written).
+ * Model presets and training on MIT-BIH records (DS1 only; patient-wise CV in experiments/models/cv.ts
+ * for the MLPs and experiments/models/trees/cv.ts for the trees). Everything here is deterministic for a
+ * given seed (see mlp.ts and trees.ts for why the trainers are hand-written).
+ *
+ *   paper    the reference paper's ANN: MLP 360-10-2 (tanh) on 1 s of raw samples, binary
+ *   default  gradient-boosted trees on the default-v1 features, AAMI N/S/V/F/Q (chosen by LORO CV)
+ *   mlp      the MLP 52-32-5 (ReLU) on the same features: the previous default, kept for comparison
  */
 import { AAMI_CLASSES } from '../aami/index.js';
 import { DS1_RECORDS } from '../datasets.js';
-import { type RecordBeats } from '../features/dataset.js';
-import { recordBeatsFor } from '../features/dataset2.js';
+import { recordBeats, type RecordBeats } from '../features/dataset.js';
 import { mulberry32, trainMlp, type Activation, type MlpParams } from './mlp.js';
 import { exportOnnx } from './onnx.js';
+import { exportGbdtOnnx } from './trees-onnx.js';
+import { fitTrees, treeMetadata, TREE_PRESET } from './trees.js';
 
-export type ModelKind = 'paper' | 'default' | 'default2';
+export type ModelKind = 'paper' | 'default' | 'mlp';
+/** The kinds trained as MLPs (PRESETS); `default` is trained as trees (TREE_PRESET). */
+export type MlpModelKind = Exclude<ModelKind, 'default'>;
+export const MODEL_KINDS: readonly ModelKind[] = ['paper', 'default', 'mlp'];
 
 export interface Preset {
-  model: ModelKind;
+  model: MlpModelKind;
   featureSet: string;
   kind: 'binary' | 'multiclass';
   classes: string[];
@@ -28,37 +37,18 @@ export interface Preset {
   /** Extra copies of each training record with the beat positions jittered by up to ± this many samples (0: none). */
   jitterSamples: number;
   jitterCopies: number;
-  /**
-   * Optional (absent = 1 / 0, the `paper` and `default` behaviour): number of MLPs trained with
-   * different seeds and merged into ONE MLP whose logits are the members' mean logits (hidden
-   * layers concatenated, output weights / members: exact, deterministic, a single ONNX graph);
-   * and a bias per class added to the output logits (the decision rule, baked into the graph's
-   * last Gemm bias; e.g. negative on N = more beats called abnormal), tuned by DS1 LORO CV.
-   */
-  ensemble?: number;
-  logitBias?: number[];
 }
 
-export const PRESETS: Readonly<Record<ModelKind, Preset>> = {
+export const PRESETS: Readonly<Record<MlpModelKind, Preset>> = {
   paper: {
     model: 'paper', featureSet: 'paper-v1', kind: 'binary', classes: ['N', 'abnormal'],
     hidden: 10, activation: 'tanh', epochs: 20, batchSize: 64, learningRate: 1e-3, l2: 1e-4,
     weightPower: 0.5, weightCap: 20, jitterSamples: 0, jitterCopies: 0,
   },
-  default: {
-    model: 'default', featureSet: 'default-v1', kind: 'multiclass', classes: [...AAMI_CLASSES],
+  mlp: {
+    model: 'mlp', featureSet: 'default-v1', kind: 'multiclass', classes: [...AAMI_CLASSES],
     hidden: 32, activation: 'relu', epochs: 10, batchSize: 64, learningRate: 1e-3, l2: 1e-4,
     weightPower: 1, weightCap: 50, jitterSamples: 0, jitterCopies: 0,
-  },
-  /**
-   * Two leads (primary + V1/other): 'default-v2' features (functions/features/default2.ts); 3 MLPs
-   * (seeds) merged by mean logits; logit biases N -1.5, S +1, V +1, F -2, Q -5 (chosen on DS1 LORO
-   * CV, seeds 1 and 2, so that abnormal Se >= 90 %, V Se >= 90 % and S Se >= 75 %).
-   */
-  default2: {
-    model: 'default2', featureSet: 'default-v2', kind: 'multiclass', classes: [...AAMI_CLASSES],
-    hidden: 32, activation: 'relu', epochs: 10, batchSize: 64, learningRate: 1e-3, l2: 1e-4,
-    weightPower: 1, weightCap: 50, jitterSamples: 0, jitterCopies: 0, ensemble: 3, logitBias: [-1.5, 1, 1, -2, -5],
   },
 };
 
@@ -83,10 +73,10 @@ export function subSeed(seed: number, purpose: number): number {
 export async function trainingBeats(preset: Preset, dataDir: string, records: readonly string[], seed: number): Promise<RecordBeats[]> {
   const out: RecordBeats[] = [];
   for (const record of records) {
-    out.push(await recordBeatsFor(dataDir, record, preset.featureSet));
+    out.push(await recordBeats(dataDir, record, preset.featureSet));
     for (let c = 0; c < preset.jitterCopies; c++) {
       const random = mulberry32(subSeed(seed, 1000 + c * 100 + records.indexOf(record)));
-      out.push(await recordBeatsFor(dataDir, record, preset.featureSet, { max: preset.jitterSamples, random }));
+      out.push(await recordBeats(dataDir, record, preset.featureSet, { max: preset.jitterSamples, random }));
     }
   }
   return out;
@@ -105,49 +95,11 @@ export function fitPreset(preset: Preset, beats: readonly RecordBeats[], seed: n
   const y = Uint8Array.from(ys);
   const weights = classWeights(preset, y);
   log?.(`training ${preset.model}: ${x.length} beats, class weights ${weights.map((w) => w.toFixed(2)).join(' ')}`);
-  const members = Math.max(1, Math.round(preset.ensemble ?? 1));
-  const nets: MlpParams[] = [];
-  for (let m = 0; m < members; m++) {
-    nets.push(trainMlp(x, y, {
-      hidden: preset.hidden, classes: preset.classes.length, activation: preset.activation, epochs: preset.epochs,
-      batchSize: preset.batchSize, learningRate: preset.learningRate, l2: preset.l2, classWeights: weights,
-      seed: m === 0 ? subSeed(seed, 0) : subSeed(seed, 200 + m), ...(log ? { log } : {}),
-    }));
-  }
-  const merged = members === 1 ? (nets[0] as MlpParams) : mergeMeanLogits(nets);
-  const bias = preset.logitBias ?? [];
-  if (bias.some((b) => b !== 0)) {
-    if (bias.length !== merged.classes) throw new RangeError(`logitBias needs ${merged.classes} values`);
-    return { ...merged, b2: merged.b2.map((v, k) => v + (bias[k] as number)) };
-  }
-  return merged;
-}
-
-/**
- * One MLP computing the mean of the members' logits (so softmax of it is their normalised geometric
- * mean of probabilities). All members share the standardisation (it depends only on the data).
- */
-export function mergeMeanLogits(nets: readonly MlpParams[]): MlpParams {
-  const first = nets[0] as MlpParams;
-  const { dim, classes } = first;
-  const M = nets.length;
-  const hidden = nets.reduce((a, n) => a + n.hidden, 0);
-  const w1 = new Float64Array(hidden * dim);
-  const b1 = new Float64Array(hidden);
-  const w2 = new Float64Array(classes * hidden);
-  const b2 = new Float64Array(classes);
-  let h0 = 0;
-  for (const n of nets) {
-    if (n.dim !== dim || n.classes !== classes || n.activation !== first.activation) throw new Error('ensemble members differ in shape');
-    w1.set(n.w1, h0 * dim);
-    b1.set(n.b1, h0);
-    for (let c = 0; c < classes; c++) {
-      for (let h = 0; h < n.hidden; h++) w2[c * hidden + h0 + h] = (n.w2[c * n.hidden + h] as number) / M;
-      b2[c] = (b2[c] as number) + (n.b2[c] as number) / M;
-    }
-    h0 += n.hidden;
-  }
-  return { dim, hidden, classes, activation: first.activation, mean: first.mean, std: first.std, w1, b1, w2, b2 };
+  return trainMlp(x, y, {
+    hidden: preset.hidden, classes: preset.classes.length, activation: preset.activation, epochs: preset.epochs,
+    batchSize: preset.batchSize, learningRate: preset.learningRate, l2: preset.l2, classWeights: weights,
+    seed: subSeed(seed, 0), ...(log ? { log } : {}),
+  });
 }
 
 export function modelMetadata(preset: Preset, params: MlpParams, seed: number, records: readonly string[]): Array<[string, string]> {
@@ -163,8 +115,6 @@ export function modelMetadata(preset: Preset, params: MlpParams, seed: number, r
     ['training', JSON.stringify({
       epochs: preset.epochs, batchSize: preset.batchSize, learningRate: preset.learningRate, l2: preset.l2,
       weightPower: preset.weightPower, weightCap: preset.weightCap, jitterSamples: preset.jitterSamples, jitterCopies: preset.jitterCopies,
-      ...((preset.ensemble ?? 1) > 1 ? { ensemble: preset.ensemble, merge: 'mean logits' } : {}),
-      ...((preset.logitBias ?? []).some((b) => b !== 0) ? { logitBias: preset.logitBias } : {}),
       optimizer: 'adam', lrSchedule: 'linear to 10%', labels: 'MIT-BIH reference annotations, AAMI EC57 classes',
     })],
   ];
@@ -177,10 +127,18 @@ export async function trainModel(opts: {
   seed: number;
   log?: (line: string) => void;
 }): Promise<Uint8Array> {
-  const preset = PRESETS[opts.model];
-  if (!preset) throw new RangeError(`unknown model "${opts.model}" (${Object.keys(PRESETS).join(', ')})`);
+  if (!MODEL_KINDS.includes(opts.model)) throw new RangeError(`unknown model "${opts.model}" (${MODEL_KINDS.join(', ')})`);
   if (!Number.isInteger(opts.seed) || opts.seed < 0 || opts.seed > 0xffffffff) throw new RangeError('seed must be an integer in [0, 2^32)');
   const records = opts.records ?? DS1_RECORDS;
+  if (opts.model === 'default') {
+    const beats: RecordBeats[] = [];
+    for (const record of records) beats.push(await recordBeats(opts.dataDir, record, TREE_PRESET.featureSet));
+    const x = beats.flatMap((b) => b.features);
+    const y = Uint8Array.from(beats.flatMap((b) => Array.from(b.classes)));
+    const model = fitTrees(TREE_PRESET, x, y, opts.seed, opts.log);
+    return exportGbdtOnnx(model, treeMetadata(TREE_PRESET, model, opts.seed, records));
+  }
+  const preset = PRESETS[opts.model];
   const beats = await trainingBeats(preset, opts.dataDir, records, opts.seed);
   const params = fitPreset(preset, beats, opts.seed, opts.log);
   return exportOnnx(params, modelMetadata(preset, params, opts.seed, records));

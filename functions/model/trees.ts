@@ -333,7 +333,7 @@ export interface TreePreset {
 }
 
 export const TREE_PRESET: Readonly<TreePreset> = {
-  name: 'default-gbdt', featureSet: 'default-v1', classes: ['N', 'S', 'V', 'F', 'Q'],
+  name: 'default', featureSet: 'default-v1', classes: ['N', 'S', 'V', 'F', 'Q'],
   rounds: 40, maxDepth: 4, learningRate: 0.025, lambda: 1, minChildWeight: 10, rowSample: 0.5, colSample: 0.5,
   maxBins: 64, weightPower: 0.5, weightCap: 20, nBias: -1.25, sBias: 0,
 };

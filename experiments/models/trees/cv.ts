@@ -15,17 +15,16 @@
 import { AAMI_CLASSES } from '../../../functions/aami/index.js';
 import { DS1_RECORDS } from '../../../functions/datasets.js';
 import { BeatClassifier } from '../../../functions/model/index.js';
-import { mulberry32 } from '../../../functions/model/mlp.js';
 import { exportGbdtOnnx } from '../../../functions/model/trees-onnx.js';
 import { fitTrees, gbdtNodeCount, treeMetadata, TREE_PRESET, type TreePreset } from '../../../functions/model/trees.js';
 import { loadBeats } from './data.js';
+import { applySet, foldAssignment } from '../cv-common.js';
+import { subSeed } from '../../../functions/model/train.js';
 
 function usage(): never {
   console.error('usage: cv.ts <mitdb dir> <folds 2..22> <seed> [--set key=value ...]');
   process.exit(2);
 }
-const subSeed = (seed: number, purpose: number): number =>
-  (Math.imul(seed >>> 0, 0x9e3779b1) ^ Math.imul(purpose + 1, 0x85ebca6b)) >>> 0;
 
 const args = process.argv.slice(2);
 const dataDir = args[0] ?? process.env.ECGFAAS_MITDB;
@@ -35,28 +34,14 @@ if (!dataDir || !(folds >= 2 && folds <= DS1_RECORDS.length) || !Number.isIntege
 const preset: TreePreset = { ...TREE_PRESET };
 for (let i = 3; i < args.length; i++) {
   if (args[i] === '--set') {
-    const [key, value] = (args[++i] ?? '').split('=');
-    if (!key || value === undefined || !(key in preset)) usage();
-    const current = (preset as unknown as Record<string, unknown>)[key];
-    (preset as unknown as Record<string, unknown>)[key] = typeof current === 'number' ? Number(value) : value;
+    if (!applySet(preset, args[++i] ?? '')) usage();
   } else usage();
 }
 
 const t0 = Date.now();
 const log = (line: string) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)} s] ${line}`);
 
-const records = [...DS1_RECORDS] as string[];
-const foldOf = new Map<string, number>();
-if (folds === records.length) records.forEach((r, i) => foldOf.set(r, i));
-else {
-  const rand = mulberry32(subSeed(seed, 7));
-  const shuffled = records.slice();
-  for (let i = shuffled.length - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1));
-    [shuffled[i], shuffled[j]] = [shuffled[j] as string, shuffled[i] as string];
-  }
-  shuffled.forEach((r, i) => foldOf.set(r, i % folds));
-}
+const { records, foldOf } = foldAssignment(folds, seed);
 
 log(`preset ${JSON.stringify(preset)}; folds ${folds}; seed ${seed}`);
 const data = new Map((await loadBeats(dataDir, records, preset.featureSet)).map((b) => [b.record, b]));
