@@ -66,20 +66,19 @@ export class LeadRing {
     return out;
   }
 
-  /** A read-only view of one lead in physical units: (adc - baseline) / gain. */
+  /** A read-only view of one lead in physical units: (adc - baseline) / gain. It follows the ring as it moves. */
   mvView(lead: number, gain: number, baseline: number): SignalHistory {
     const ring = this.#leads[lead] as Int16Array;
-    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the view reads the ring's live bounds
-    const self = this;
+    const bounds = () => ({ start: this.start, end: this.#end });
+    const { capacity } = this;
     return {
-      get start() { return self.start; },
-      get end() { return self.#end; },
+      get start() { return bounds().start; },
+      get end() { return bounds().end; },
       copy(from: number, out: Float32Array): Float32Array {
-        const lo = self.start;
-        const hi = self.#end;
+        const { start, end } = bounds();
         for (let i = 0; i < out.length; i++) {
           const at = from + i;
-          out[i] = at >= lo && at < hi ? ((ring[at % self.capacity] as number) - baseline) / gain : Number.NaN;
+          out[i] = at >= start && at < end ? ((ring[at % capacity] as number) - baseline) / gain : Number.NaN;
         }
         return out;
       },
