@@ -2,6 +2,7 @@
  * `ecgfaas`: one CLI for every user-facing job. Thin by design: parse (commander), call a
  * component's API, print. Exit codes: 0 success, 1 a failure with a stable error code, 2 bad usage.
  */
+import { createRequire } from 'node:module';
 import { Command, CommanderError } from 'commander';
 import { isEcgFaasError } from '../contracts/errors.js';
 import { registerAnnotate } from './commands/annotate.js';
@@ -10,12 +11,15 @@ import { registerEval } from './commands/eval.js';
 import { registerModel } from './commands/model.js';
 import { CliError } from './common.js';
 
+const { version } = createRequire(import.meta.url)('../package.json') as { version: string };
+
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 
 export function buildProgram(): Command {
   const program = new Command('ecgfaas')
     .description('Serverless ECG classification on self-hosted VMs, timed per invocation to compare hypervisors.')
+    .version(version)
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   registerEval(program);
