@@ -1,17 +1,20 @@
 /**
  * Beat features, computed by the same streaming code online (a 10 s `SignalRing`) and offline (an
  * `ArraySignal` over a whole record, for training), so a model sees at run time exactly the
- * features it was trained on. Feature sets: 'paper-v1' (raw 1 s window) and 'default-v1'
- * (RR, morphology and per-patient template features); see paper.ts and default.ts.
+ * features it was trained on. Feature sets: 'paper-v1' (raw 1 s window), 'default-v1' (RR,
+ * morphology and per-patient template features) and 'default-v2' (default-v1 plus signal-quality,
+ * neighbouring-beat and rhythm context); see paper.ts, default.ts and default2.ts.
  */
 import type { SignalHistory } from '../signal/ring.js';
 import { DefaultFeatures } from './default.js';
+import { Default2Features } from './default2.js';
 import { PaperFeatures } from './paper.js';
 import { FeatureStream, type BeatFeatures, type FeatureSet, type StreamState } from './stream.js';
 
 export type { BeatFeatures } from './stream.js';
 export { LOOKAHEAD_SECONDS, DETECTOR_MARGIN_SECONDS } from './stream.js';
 export { DEFAULT_FEATURE_NAMES } from './default.js';
+export { DEFAULT2_FEATURE_NAMES } from './default2.js';
 
 /** One per monitor; streaming; the same code runs offline over a whole record for training. */
 export interface BeatFeatureStream {
@@ -35,7 +38,7 @@ export interface BeatFeatureStream {
   toState(): unknown;
 }
 
-export const FEATURE_SETS = ['paper-v1', 'default-v1'] as const;
+export const FEATURE_SETS = ['paper-v1', 'default-v1', 'default-v2'] as const;
 export type FeatureSetName = (typeof FEATURE_SETS)[number];
 
 function makeSet(name: string, sampleRate: number): FeatureSet {
@@ -45,6 +48,8 @@ function makeSet(name: string, sampleRate: number): FeatureSet {
       return new PaperFeatures(sampleRate);
     case 'default-v1':
       return new DefaultFeatures(sampleRate);
+    case 'default-v2':
+      return new Default2Features(sampleRate);
     default:
       throw new RangeError(`unknown feature set "${name}" (known: ${FEATURE_SETS.join(', ')})`);
   }
