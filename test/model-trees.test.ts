@@ -62,9 +62,9 @@ describe('GBDT trainer and TreeEnsembleClassifier export', () => {
   });
 
   const dir = existsSync(excerptDir()) ? excerptDir() : mitdbDir();
-  it.skipIf(dir === undefined)('on real default-v1 features: deterministic bytes and ONNX = TS within 1e-5', async () => {
-    const a = await recordBeats(dir as string, '119', 'default-v1');
-    const b = await recordBeats(dir as string, '208', 'default-v1');
+  it.skipIf(dir === undefined)('on real features of the preset: deterministic bytes and ONNX = TS within 1e-5', async () => {
+    const a = await recordBeats(dir as string, '119', TREE_PRESET.featureSet);
+    const b = await recordBeats(dir as string, '208', TREE_PRESET.featureSet);
     const x = [...a.features, ...b.features];
     const y = Uint8Array.from([...a.classes, ...b.classes]);
     const preset = { ...TREE_PRESET, rounds: 20 };
@@ -73,7 +73,7 @@ describe('GBDT trainer and TreeEnsembleClassifier export', () => {
     expect(sha(bytes)).toBe(sha(exportGbdtOnnx(fitTrees(preset, x, y, 3), treeMetadata(preset, m1, 3, ['119', '208']))));
     await expectAgreement(m1, bytes, x);
     const classifier = await BeatClassifier.fromBytes(bytes);
-    expect(classifier.info).toMatchObject({ name: 'default', kind: 'multiclass', featureSet: 'default-v1', dim: 52, classes: ['N', 'S', 'V', 'F', 'Q'] });
+    expect(classifier.info).toMatchObject({ name: 'default', kind: 'multiclass', featureSet: 'default-v2', dim: 76, classes: ['N', 'S', 'V', 'F', 'Q'] });
     await classifier.close();
   });
 });

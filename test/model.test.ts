@@ -73,7 +73,8 @@ describe('trainModel on MIT-BIH', () => {
     const classifier = await BeatClassifier.fromBytes(a);
     expect(classifier.info).toMatchObject({
       name: model, kind: model === 'paper' ? 'binary' : 'multiclass',
-      featureSet: model === 'paper' ? 'paper-v1' : 'default-v1', dim: model === 'paper' ? 360 : 52,
+      featureSet: { paper: 'paper-v1', default: 'default-v2', mlp: 'default-v1' }[model],
+      dim: { paper: 360, default: 76, mlp: 52 }[model],
       classes: model === 'paper' ? ['N', 'abnormal'] : ['N', 'S', 'V', 'F', 'Q'],
     });
     expect(classifier.info.metadata ?? {}).toMatchObject({ seed: '3', trainingRecords: '119,208' });
