@@ -207,8 +207,11 @@ export class EcgFunction {
     ring.append(converted.adc);
     const endSample = ring.end;
     this.#lastSeq = packet.seq;
-    this.#seenSeqs = [...this.#seenSeqs, packet.seq].slice(-REMEMBERED_SEQS);
-    this.#packetStarts = [...this.#packetStarts, [packet.seq, startSample] as [number, number]].slice(-REMEMBERED_SEQS);
+    // Bounded FIFOs, updated in place: this runs for every packet.
+    this.#seenSeqs.push(packet.seq);
+    if (this.#seenSeqs.length > REMEMBERED_SEQS) this.#seenSeqs.shift();
+    this.#packetStarts.push([packet.seq, startSample]);
+    if (this.#packetStarts.length > REMEMBERED_SEQS) this.#packetStarts.shift();
     this.#lastPacketLength = endSample - startSample;
     this.#packetsProcessed += 1;
 
