@@ -1,6 +1,6 @@
 /**
  * Latency of BeatClassifier.classify (one onnxruntime-node run per call) at batch 1 and 3, on real
- * default-v1 feature vectors (record 208, so tree paths are realistic), plus the TS predictor.
+ * feature vectors of the model's feature set (record 208, so tree paths are realistic), plus the TS predictor.
  *
  *   npx tsx experiments/models/trees/bench.ts <mitdb dir> <model.onnx> [...]
  */
@@ -13,10 +13,11 @@ if (!dataDir || files.length === 0) {
   console.error('usage: bench.ts <mitdb dir> <model.onnx> [...]');
   process.exit(2);
 }
-const [beats] = await loadBeats(dataDir, ['208'], 'default-v1');
-const rows = beats!.features;
 for (const file of files) {
   const classifier = await BeatClassifier.fromBytes(new Uint8Array(await readFile(file)));
+  // Real feature vectors of the model's own feature set, so tree paths are realistic.
+  const [beats] = await loadBeats(dataDir, ['208'], classifier.info.featureSet);
+  const rows = beats!.features;
   const line: string[] = [];
   for (const batch of [1, 3]) {
     const calls = 3000;
