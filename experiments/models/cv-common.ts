@@ -1,4 +1,5 @@
 /** What the two LORO CV runners (cv.ts for MLPs, trees/cv.ts for trees) share: --set overrides and folds. */
+import { AAMI_CLASSES } from '../../functions/aami/index.js';
 import { DS1_RECORDS } from '../../functions/datasets.js';
 import { mulberry32 } from '../../functions/model/mlp.js';
 import { subSeed } from '../../functions/model/train.js';
@@ -28,4 +29,42 @@ export function foldAssignment(folds: number, seed: number): { records: string[]
   }
   shuffled.forEach((r, i) => foldOf.set(r, i % folds));
   return { records, foldOf };
+}
+
+/**
+ * Prints the confusion matrix (rows: reference AAMI class; columns: the model's classes), per-class
+ * Se/+P for multiclass models, abnormal (any class but N) Se/+P/accuracy, and 5-class accuracy.
+ */
+export function printConfusionReport(confusion: readonly number[][], classes: readonly string[], multiclass: boolean): void {
+  const pct = (a: number, b: number) => (b === 0 ? '   n/a' : ((100 * a) / b).toFixed(2).padStart(6));
+  console.log(`confusion (rows: reference AAMI class, columns: predicted ${classes.join('/')}):`);
+  console.log('      ' + classes.map((c) => c.padStart(9)).join(''));
+  confusion.forEach((row, t) => console.log(`  ${AAMI_CLASSES[t]}   ` + row.map((v) => String(v).padStart(9)).join('')));
+  if (multiclass) {
+    for (let k = 0; k < confusion.length; k++) {
+      const tp = (confusion[k] as number[])[k] as number;
+      const actual = (confusion[k] as number[]).reduce((a, b) => a + b, 0);
+      const predicted = confusion.reduce((a, row) => a + (row[k] as number), 0);
+      console.log(`  class ${AAMI_CLASSES[k]}: Se ${pct(tp, actual)} %  +P ${pct(tp, predicted)} %  (n ${actual})`);
+    }
+  }
+  let total = 0;
+  let correctBinary = 0;
+  let abnTrue = 0;
+  let abnPred = 0;
+  let abnHit = 0;
+  confusion.forEach((row, t) => row.forEach((v, p) => {
+    total += v;
+    const ta = t !== 0;
+    const pa = p !== 0;
+    if (ta === pa) correctBinary += v;
+    if (ta) abnTrue += v;
+    if (pa) abnPred += v;
+    if (ta && pa) abnHit += v;
+  }));
+  console.log(`  abnormal (any class but N): Se ${pct(abnHit, abnTrue)} %  +P ${pct(abnHit, abnPred)} %  accuracy ${pct(correctBinary, total)} %  (beats ${total}, abnormal ${abnTrue})`);
+  if (multiclass) {
+    const correct = confusion.reduce((a, row, t) => a + (row[t] as number), 0);
+    console.log(`  5-class accuracy ${pct(correct, total)} %`);
+  }
 }

@@ -20,7 +20,7 @@ import { BeatClassifier } from '../../functions/model/index.js';
 import { mulberry32 } from '../../functions/model/mlp.js';
 import { exportOnnx } from '../../functions/model/onnx.js';
 import { fitPreset, modelMetadata, PRESETS, subSeed, trainingBeats, type MlpModelKind, type Preset } from '../../functions/model/train.js';
-import { applySet, foldAssignment } from './cv-common.js';
+import { applySet, foldAssignment, printConfusionReport } from './cv-common.js';
 
 function usage(): never {
   console.error('usage: cv.ts <mitdb dir> <paper|mlp> <folds 2..22> <seed> [--jitter S] [--set key=value ...]');
@@ -103,37 +103,7 @@ for (let f = 0; f < folds; f++) {
   log(`fold ${f + 1}/${folds} (held out ${held.join(' ')}) done`);
 }
 
-const pct = (a: number, b: number) => (b === 0 ? '   n/a' : ((100 * a) / b).toFixed(2).padStart(6));
 console.log(`\n=== ${model} (${preset.featureSet}), ${folds}-fold patient-wise CV on DS1, seed ${seed}${jitter ? `, test jitter ±${jitter} samples` : ''} ===`);
 console.log('per record:\n  ' + perRecord.join('\n  '));
-console.log(`confusion (rows: reference AAMI class, columns: predicted ${preset.classes.join('/')}):`);
-console.log('      ' + preset.classes.map((c) => c.padStart(9)).join(''));
-confusion.forEach((row, t) => console.log(`  ${AAMI_CLASSES[t]}   ` + row.map((v) => String(v).padStart(9)).join('')));
-if (preset.kind === 'multiclass') {
-  for (let k = 0; k < K; k++) {
-    const tp = (confusion[k] as number[])[k] as number;
-    const actual = (confusion[k] as number[]).reduce((a, b) => a + b, 0);
-    const predicted = confusion.reduce((a, row) => a + (row[k] as number), 0);
-    console.log(`  class ${AAMI_CLASSES[k]}: Se ${pct(tp, actual)} %  +P ${pct(tp, predicted)} %  (n ${actual})`);
-  }
-}
-let total = 0;
-let correctBinary = 0;
-let abnTrue = 0;
-let abnPred = 0;
-let abnHit = 0;
-confusion.forEach((row, t) => row.forEach((v, p) => {
-  total += v;
-  const ta = t !== 0;
-  const pa = p !== 0;
-  if (ta === pa) correctBinary += v;
-  if (ta) abnTrue += v;
-  if (pa) abnPred += v;
-  if (ta && pa) abnHit += v;
-}));
-console.log(`  abnormal (any class but N): Se ${pct(abnHit, abnTrue)} %  +P ${pct(abnHit, abnPred)} %  accuracy ${pct(correctBinary, total)} %  (beats ${total}, abnormal ${abnTrue})`);
-if (preset.kind === 'multiclass') {
-  const correct = confusion.reduce((a, row, t) => a + (row[t] as number), 0);
-  console.log(`  5-class accuracy ${pct(correct, total)} %`);
-}
+printConfusionReport(confusion, preset.classes, preset.kind === 'multiclass');
 log('done');

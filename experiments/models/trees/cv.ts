@@ -18,7 +18,7 @@ import { BeatClassifier } from '../../../functions/model/index.js';
 import { exportGbdtOnnx } from '../../../functions/model/trees-onnx.js';
 import { fitTrees, gbdtNodeCount, treeMetadata, TREE_PRESET, type TreePreset } from '../../../functions/model/trees.js';
 import { loadBeats } from './data.js';
-import { applySet, foldAssignment } from '../cv-common.js';
+import { applySet, foldAssignment, printConfusionReport } from '../cv-common.js';
 import { subSeed } from '../../../functions/model/train.js';
 
 function usage(): never {
@@ -91,32 +91,7 @@ for (let f = 0; f < folds; f++) {
 const pct = (a: number, b: number) => (b === 0 ? '   n/a' : ((100 * a) / b).toFixed(2).padStart(6));
 console.log(`\n=== ${preset.name} (${preset.featureSet}), ${folds}-fold patient-wise CV on DS1, seed ${seed} ===`);
 console.log('per record:\n  ' + perRecord.join('\n  '));
-console.log(`confusion (rows: reference AAMI class, columns: predicted ${preset.classes.join('/')}):`);
-console.log('      ' + preset.classes.map((c) => c.padStart(9)).join(''));
-confusion.forEach((row, t) => console.log(`  ${AAMI_CLASSES[t]}   ` + row.map((v) => String(v).padStart(9)).join('')));
-for (let k = 0; k < K; k++) {
-  const tp = (confusion[k] as number[])[k] as number;
-  const actual = (confusion[k] as number[]).reduce((a, b) => a + b, 0);
-  const predicted = confusion.reduce((a, row) => a + (row[k] as number), 0);
-  console.log(`  class ${AAMI_CLASSES[k]}: Se ${pct(tp, actual)} %  +P ${pct(tp, predicted)} %  (n ${actual})`);
-}
-let total = 0;
-let correctBinary = 0;
-let abnTrue = 0;
-let abnPred = 0;
-let abnHit = 0;
-confusion.forEach((row, t) => row.forEach((v, p) => {
-  total += v;
-  const ta = t !== 0;
-  const pa = p !== 0;
-  if (ta === pa) correctBinary += v;
-  if (ta) abnTrue += v;
-  if (pa) abnPred += v;
-  if (ta && pa) abnHit += v;
-}));
-console.log(`  abnormal (any class but N): Se ${pct(abnHit, abnTrue)} %  +P ${pct(abnHit, abnPred)} %  accuracy ${pct(correctBinary, total)} %  (beats ${total}, abnormal ${abnTrue})`);
-const correct = confusion.reduce((a, row, t) => a + (row[t] as number), 0);
-console.log(`  5-class accuracy ${pct(correct, total)} %`);
+printConfusionReport(confusion, preset.classes, true);
 
 console.log('offset sweep (same folds; δN added to log p_N and δS to log p_S before argmax):');
 for (const dS of [0, 0.25, 0.5, 0.75, 1]) for (const d of [-4, -3.5, -3, -2.75, -2.5, -2.25, -2, -1.75, -1.5, -1.25, -1, -0.75, -0.5, 0, 0.5, 1]) {
