@@ -15,7 +15,9 @@ import type { EcgPacket } from '../../contracts/packet.js';
 import { AAMI_CLASSES, type AamiClass } from '../aami/index.js';
 import { primaryLeadIndex } from '../datasets.js';
 import { MAX_DELAY_MS, QrsDetector, type QrsDetectorState } from '../detect/index.js';
-import { createFeatureStream, restoreFeatureStream, type BeatFeatureStream, type BeatFeatures } from '../features/index.js';
+import {
+  createFeatureStream, DETECTOR_MARGIN_SECONDS, LOOKAHEAD_SECONDS, restoreFeatureStream, type BeatFeatureStream, type BeatFeatures,
+} from '../features/index.js';
 import type { ModelInfo } from '../model/index.js';
 import { LeadRing, type LeadRingState } from '../signal/lead-ring.js';
 import type { SignalHistory } from '../signal/ring.js';
@@ -43,11 +45,11 @@ export interface EcgFunctionOptions {
 
 /**
  * How long after its R peak a beat can still be reported and classified: the detector's confirmation
- * delay plus the feature stream's look-ahead for the next beat. The ring keeps this much beyond the
- * 10 s history so the pre-trigger window is always whole, and episodes close only once every beat
- * inside the quiet period has been classified.
+ * delay plus the feature stream's wait for the next beat. The ring keeps this much beyond the 10 s
+ * history so the pre-trigger window is always whole, and episodes close only once every beat inside
+ * the quiet period has been classified.
  */
-const PIPELINE_LAG_SECONDS = 4;
+const PIPELINE_LAG_SECONDS = MAX_DELAY_MS / 1000 + LOOKAHEAD_SECONDS + DETECTOR_MARGIN_SECONDS;
 /** Sequence numbers remembered for telling duplicates from late packets. */
 const REMEMBERED_SEQS = 64;
 /** Earlier sessions remembered, so a retried packet of an old session is late, not a new session. */
@@ -126,7 +128,7 @@ export class EcgFunction {
     this.#sampleRate = options.sampleRate ?? 360;
     this.#historySamples = Math.round((options.historySeconds ?? 10) * this.#sampleRate);
     this.#quietSamples = Math.round((options.quietSeconds ?? 10) * this.#sampleRate);
-    this.#lagSamples = PIPELINE_LAG_SECONDS * this.#sampleRate;
+    this.#lagSamples = Math.ceil(PIPELINE_LAG_SECONDS * this.#sampleRate);
     this.#abnormalThreshold = options.abnormalThreshold ?? 0.5;
     this.#lastPacketLength = this.#sampleRate;
     const { info } = this.#classifier;
