@@ -1,0 +1,9 @@
+import { EcgFaasError } from '../contracts/errors.js';
+
+/** Codes: REDIS_START (the embedded redis-server did not start), REDIS_NOT_INSTALLED. */
+export class QueueError extends EcgFaasError {
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = 'QueueError';
+  }
+}

@@ -1,0 +1,2 @@
+export { QueueError } from './errors.js';
+export { EmbeddedRedis, freePort, type EmbeddedRedisOptions } from './embedded-redis.js';
