@@ -90,12 +90,21 @@ export class EmbeddedRedis {
 
   /** Stops redis-server (SIGTERM: it finishes writing the AOF) and waits for it to exit. Idempotent. */
   close(): Promise<void> {
+    return this.#stop('SIGTERM');
+  }
+
+  /** Kills redis-server without letting it finish (for fault tests). */
+  kill(): Promise<void> {
+    return this.#stop('SIGKILL');
+  }
+
+  #stop(signal: NodeJS.Signals): Promise<void> {
     const child = this.#child;
     if (child === null) return Promise.resolve();
     this.#closing ??= (async () => {
       if (child.exitCode === null && child.signalCode === null) {
         const exited = once(child, 'exit');
-        child.kill('SIGTERM');
+        child.kill(signal);
         await exited;
       }
       this.#child = null;
@@ -103,19 +112,6 @@ export class EmbeddedRedis {
       this.#closing = null;
     })();
     return this.#closing;
-  }
-
-  /** Kills redis-server without letting it finish (for fault tests). */
-  async kill(): Promise<void> {
-    const child = this.#child;
-    if (child === null) return;
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = once(child, 'exit');
-      child.kill('SIGKILL');
-      await exited;
-    }
-    this.#child = null;
-    this.#url = null;
   }
 }
 

@@ -68,3 +68,30 @@ export function printConfusionReport(confusion: readonly number[][], classes: re
     console.log(`  5-class accuracy ${pct(correct, total)} %`);
   }
 }
+
+/**
+ * Adds a held-out record's argmax predictions to the confusion matrix and returns its per-record
+ * line (abnormal beats, how many were flagged, and what its N beats were called).
+ */
+export function tallyRecord(
+  record: string, trueClasses: ArrayLike<number>, probs: readonly Float32Array[], confusion: number[][], classes: readonly string[],
+  onBeat?: (trueClass: number, probabilities: Float32Array) => void,
+): string {
+  const P = classes.length;
+  let abnTrue = 0;
+  let abnHit = 0;
+  let abnPred = 0;
+  const nAs = new Array<number>(P).fill(0);
+  probs.forEach((p, i) => {
+    let best = 0;
+    for (let k = 1; k < P; k++) if ((p[k] as number) > (p[best] as number)) best = k;
+    const t = trueClasses[i] as number;
+    (confusion[t] as number[])[best]! += 1;
+    if (t !== 0) abnTrue++;
+    if (best !== 0) abnPred++;
+    if (t !== 0 && best !== 0) abnHit++;
+    if (t === 0) nAs[best]! += 1;
+    onBeat?.(t, p);
+  });
+  return `${record}: beats ${probs.length} abnormal ${abnTrue} detected ${abnHit} flagged ${abnPred}; N beats predicted ${classes.map((c, k) => `${c} ${nAs[k]}`).join(', ')}`;
+}

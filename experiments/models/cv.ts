@@ -20,7 +20,7 @@ import { BeatClassifier } from '../../functions/model/index.js';
 import { mulberry32 } from '../../functions/model/mlp.js';
 import { exportOnnx } from '../../functions/model/onnx.js';
 import { fitPreset, modelMetadata, PRESETS, subSeed, trainingBeats, type MlpModelKind, type Preset } from '../../functions/model/train.js';
-import { applySet, foldAssignment, printConfusionReport } from './cv-common.js';
+import { applySet, foldAssignment, printConfusionReport, tallyRecord } from './cv-common.js';
 
 function usage(): never {
   console.error('usage: cv.ts <mitdb dir> <paper|mlp> <folds 2..22> <seed> [--jitter S] [--set key=value ...]');
@@ -83,21 +83,7 @@ for (let f = 0; f < folds; f++) {
     const rb = test.get(record) as RecordBeats;
     const probs: Float32Array[] = [];
     for (let i = 0; i < rb.features.length; i += 512) probs.push(...(await classifier.classify(rb.features.slice(i, i + 512))));
-    let abnTrue = 0;
-    let abnHit = 0;
-    let abnPred = 0;
-    const nAs = new Array<number>(P).fill(0);
-    probs.forEach((p, i) => {
-      let best = 0;
-      for (let k = 1; k < P; k++) if ((p[k] as number) > (p[best] as number)) best = k;
-      const t = rb.classes[i] as number;
-      (confusion[t] as number[])[best]! += 1;
-      if (t !== 0) abnTrue++;
-      if (best !== 0) abnPred++;
-      if (t !== 0 && best !== 0) abnHit++;
-      if (t === 0) nAs[best]! += 1;
-    });
-    perRecord.push(`${record}: beats ${rb.features.length} abnormal ${abnTrue} detected ${abnHit} flagged ${abnPred}; N beats predicted ${preset.classes.map((c, k) => `${c} ${nAs[k]}`).join(', ')}`);
+    perRecord.push(tallyRecord(record, rb.classes, probs, confusion, preset.classes));
   }
   await classifier.close();
   log(`fold ${f + 1}/${folds} (held out ${held.join(' ')}) done`);

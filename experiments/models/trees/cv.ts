@@ -18,7 +18,7 @@ import { BeatClassifier } from '../../../functions/model/index.js';
 import { exportGbdtOnnx } from '../../../functions/model/trees-onnx.js';
 import { fitTrees, gbdtNodeCount, treeMetadata, TREE_PRESET, type TreePreset } from '../../../functions/model/trees.js';
 import { loadBeats } from './data.js';
-import { applySet, foldAssignment, printConfusionReport } from '../cv-common.js';
+import { applySet, foldAssignment, printConfusionReport, tallyRecord } from '../cv-common.js';
 import { subSeed } from '../../../functions/model/train.js';
 
 function usage(): never {
@@ -67,22 +67,9 @@ for (let f = 0; f < folds; f++) {
     const rb = data.get(record)!;
     const probs: Float32Array[] = [];
     for (let i = 0; i < rb.features.length; i += 512) probs.push(...(await classifier.classify(rb.features.slice(i, i + 512))));
-    let abnTrue = 0;
-    let abnHit = 0;
-    let abnPred = 0;
-    const nAs = new Array<number>(P).fill(0);
-    probs.forEach((p, i) => {
-      let best = 0;
-      for (let k = 1; k < P; k++) if ((p[k] as number) > (p[best] as number)) best = k;
-      const t = rb.classes[i] as number;
-      (confusion[t] as number[])[best]! += 1;
-      if (t !== 0) abnTrue++;
-      if (best !== 0) abnPred++;
-      if (t !== 0 && best !== 0) abnHit++;
-      if (t === 0) nAs[best]! += 1;
+    perRecord.push(tallyRecord(record, rb.classes, probs, confusion, preset.classes, (t, p) => {
       held.push({ t, logp: Float64Array.from(p, (v) => Math.log(Math.max(v, 1e-30))) });
-    });
-    perRecord.push(`${record}: beats ${rb.features.length} abnormal ${abnTrue} detected ${abnHit} flagged ${abnPred}; N beats predicted ${preset.classes.map((c, k) => `${c} ${nAs[k]}`).join(', ')}`);
+    }));
   }
   await classifier.close();
   log(`fold ${f + 1}/${folds} (held out ${heldOut.join(' ')}) done; ${model.trees.length} trees, ${gbdtNodeCount(model)} nodes`);
