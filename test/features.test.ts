@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { aamiClassOfCode } from '../functions/aami/index.js';
 import { loadLead } from '../functions/features/dataset.js';
 import {
-  createFeatureStream, featuresOfSignal, restoreFeatureStream, DEFAULT2_FEATURE_NAMES, DEFAULT3_FEATURE_NAMES, FEATURE_SETS, LOOKAHEAD_SECONDS,
+  createFeatureStream, featuresOfSignal, restoreFeatureStream, DEFAULT2_FEATURE_NAMES, FEATURE_SETS, LOOKAHEAD_SECONDS,
   type BeatFeatures, type BeatFeatureStream,
 } from '../functions/features/index.js';
 import { ArraySignal, SignalRing } from '../functions/signal/ring.js';
@@ -67,11 +67,7 @@ describe.each(FEATURE_SETS)('feature set %s', (name) => {
     const feats = featuresOfSignal(name, new ArraySignal(signal), beats, FS);
     expect(feats.length).toBe(beats.length);
     const dim = createFeatureStream(name).dim;
-    expect(dim).toBe(
-      name === 'paper-v1' ? 360
-        : name === 'default-v2' ? DEFAULT2_FEATURE_NAMES.length
-          : name === 'default-v3' ? DEFAULT3_FEATURE_NAMES.length : 52,
-    );
+    expect(dim).toBe(name === 'paper-v1' ? 360 : name === 'default-v2' ? DEFAULT2_FEATURE_NAMES.length : 52);
     for (const f of feats) {
       expect(f.features.length).toBe(dim);
       expect(f.features.every(Number.isFinite)).toBe(true);
@@ -135,7 +131,7 @@ describe.each(FEATURE_SETS)('feature set %s', (name) => {
     for (const b of after) stream.addBeat(b);
     const out = [...stream.drain(history), ...stream.flush(history)];
     expect(out.map((f) => f.sample)).toEqual(after);
-    if (name === 'default-v1' || name === 'default-v2' || name === 'default-v3') {
+    if (name === 'default-v1' || name === 'default-v2') {
       const first = (out[0] as BeatFeatures).features;
       const gapRr = ((after[0] as number) - (beats[cut - 1] as number)) / FS;
       expect(first[0]).not.toBeCloseTo(gapRr, 3);
@@ -170,30 +166,6 @@ describe('feature set default-v2', () => {
     const bad = structuredClone(state);
     delete bad.stats.rr;
     expect(() => restoreFeatureStream('default-v2', bad)).toThrow();
-  });
-});
-
-describe('feature set default-v3', () => {
-  it('starts with the default-v2 features, bit for bit, and has finite context features', () => {
-    const { signal, beats } = synthetic(120, 5);
-    const v2 = featuresOfSignal('default-v2', new ArraySignal(signal), beats, FS);
-    const v3 = featuresOfSignal('default-v3', new ArraySignal(signal), beats, FS);
-    expect(v3.length).toBe(v2.length);
-    v3.forEach((f, i) => {
-      const g = (v2[i] as BeatFeatures).features;
-      expect(Array.from(f.features.subarray(0, g.length))).toEqual(Array.from(g));
-      expect(f.features.length).toBe(DEFAULT3_FEATURE_NAMES.length);
-      expect(f.features.every(Number.isFinite)).toBe(true);
-    });
-  });
-
-  it('rejects a state without the AF or cluster state', () => {
-    const stream = createFeatureStream('default-v3', FS);
-    const state = stream.toState() as { stats: Record<string, unknown> };
-    expect(() => restoreFeatureStream('default-v3', structuredClone(state))).not.toThrow();
-    const bad = structuredClone(state);
-    delete bad.stats.clusters;
-    expect(() => restoreFeatureStream('default-v3', bad)).toThrow();
   });
 });
 

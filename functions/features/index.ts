@@ -2,14 +2,12 @@
  * Beat features, computed by the same streaming code online (a 10 s `SignalRing`) and offline (an
  * `ArraySignal` over a whole record, for training), so a model sees at run time exactly the
  * features it was trained on. Feature sets: 'paper-v1' (raw 1 s window), 'default-v1' (RR,
- * morphology and per-patient template features) 'default-v2' (default-v1 plus signal-quality,
- * neighbouring-beat and rhythm context) and 'default-v3' (default-v2 plus AF episode state and
- * morphology clusters); see paper.ts, default.ts, default2.ts and default3.ts.
+ * morphology and per-patient template features) and 'default-v2' (default-v1 plus signal-quality,
+ * neighbouring-beat and rhythm context); see paper.ts, default.ts and default2.ts.
  */
 import type { SignalHistory } from '../signal/ring.js';
 import { DefaultFeatures } from './default.js';
 import { Default2Features } from './default2.js';
-import { Default3Features } from './default3.js';
 import { PaperFeatures } from './paper.js';
 import { FeatureStream, type BeatFeatures, type FeatureSet, type StreamState } from './stream.js';
 
@@ -17,7 +15,6 @@ export type { BeatFeatures } from './stream.js';
 export { LOOKAHEAD_SECONDS, DETECTOR_MARGIN_SECONDS } from './stream.js';
 export { DEFAULT_FEATURE_NAMES } from './default.js';
 export { DEFAULT2_FEATURE_NAMES } from './default2.js';
-export { DEFAULT3_FEATURE_NAMES } from './default3.js';
 
 /** One per monitor; streaming; the same code runs offline over a whole record for training. */
 export interface BeatFeatureStream {
@@ -41,7 +38,7 @@ export interface BeatFeatureStream {
   toState(): unknown;
 }
 
-export const FEATURE_SETS = ['paper-v1', 'default-v1', 'default-v2', 'default-v3'] as const;
+export const FEATURE_SETS = ['paper-v1', 'default-v1', 'default-v2'] as const;
 export type FeatureSetName = (typeof FEATURE_SETS)[number];
 
 function makeSet(name: string, sampleRate: number): FeatureSet {
@@ -53,8 +50,6 @@ function makeSet(name: string, sampleRate: number): FeatureSet {
       return new DefaultFeatures(sampleRate);
     case 'default-v2':
       return new Default2Features(sampleRate);
-    case 'default-v3':
-      return new Default3Features(sampleRate);
     default:
       throw new RangeError(`unknown feature set "${name}" (known: ${FEATURE_SETS.join(', ')})`);
   }
