@@ -4,6 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EcgFaasError } from '../contracts/errors.js';
 import { DS1_RECORDS, PACED_RECORDS } from '../functions/datasets.js';
+import { BeatClassifier } from '../functions/model/index.js';
 
 /** A CLI failure: message for the user, stable code, and the exit code (2 for bad usage). */
 export class CliError extends EcgFaasError {
@@ -68,4 +69,14 @@ export function parseInteger(value: string, what: string): number {
 
 export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value)}\n`);
+}
+
+/** Loads --model (a path or a shipped name), runs `use` with it, and always closes it. */
+export async function withClassifier<T>(model: string | undefined, use: (classifier: BeatClassifier) => Promise<T>): Promise<T> {
+  const classifier = await BeatClassifier.load(resolveModelPath(model));
+  try {
+    return await use(classifier);
+  } finally {
+    await classifier.close();
+  }
 }

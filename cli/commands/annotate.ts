@@ -1,9 +1,8 @@
 import type { Command } from 'commander';
 import { MIT_CODE_OF_AAMI } from '../../functions/aami/index.js';
 import { runRecord } from '../../functions/ecg-function/run-record.js';
-import { BeatClassifier } from '../../functions/model/index.js';
 import { annotation, readRecord, writeAnnotations } from '../../functions/wfdb/index.js';
-import { CliError, requireDirectory, resolveModelPath, resolveRecords } from '../common.js';
+import { CliError, requireDirectory, resolveRecords, withClassifier } from '../common.js';
 
 interface AnnotateFlags {
   data: string;
@@ -28,8 +27,7 @@ export function registerAnnotate(program: Command): void {
       }
       const dataDir = requireDirectory(flags.data, '--data');
       const records = await resolveRecords(dataDir, flags.records);
-      const classifier = await BeatClassifier.load(resolveModelPath(flags.model));
-      try {
+      await withClassifier(flags.model, async (classifier) => {
         for (const name of records) {
           const record = await readRecord(dataDir, name);
           const run = await runRecord(record, classifier, { monitorId: `annotate-${name}` });
@@ -38,8 +36,6 @@ export function registerAnnotate(program: Command): void {
           await writeAnnotations(flags.out, name, flags.annotator, list);
           process.stderr.write(`${name}: ${list.length} beats → ${flags.out}/${name}.${flags.annotator}\n`);
         }
-      } finally {
-        await classifier.close();
-      }
+      });
     });
 }

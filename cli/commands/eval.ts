@@ -2,8 +2,7 @@ import Table from 'cli-table3';
 import type { Command } from 'commander';
 import { AAMI_CLASSES } from '../../functions/aami/index.js';
 import { evaluateRecords, type EvaluationReport } from '../../functions/eval/evaluate.js';
-import { BeatClassifier } from '../../functions/model/index.js';
-import { printJson, requireDirectory, resolveModelPath, resolveRecords } from '../common.js';
+import { printJson, requireDirectory, resolveRecords, withClassifier } from '../common.js';
 
 interface EvalFlags {
   data: string;
@@ -27,21 +26,16 @@ export function registerEval(program: Command): void {
     .action(async (flags: EvalFlags) => {
       const dataDir = requireDirectory(flags.data, '--data');
       const records = await resolveRecords(dataDir, flags.records);
-      const classifier = await BeatClassifier.load(resolveModelPath(flags.model));
-      try {
-        const report = await evaluateRecords({
-          dataDir,
-          records,
-          classifier,
-          onRecord: (r) => {
-            if (!flags.json) process.stderr.write(`  ${r.record}: QRS Se ${pct(r.qrs.se)} +P ${pct(r.qrs.ppv)}, abnormal Se ${pct(r.abnormal.se)} +P ${pct(r.abnormal.ppv)}\n`);
-          },
-        });
-        if (flags.json) printJson(report);
-        else process.stdout.write(formatReport(report));
-      } finally {
-        await classifier.close();
-      }
+      const report = await withClassifier(flags.model, (classifier) => evaluateRecords({
+        dataDir,
+        records,
+        classifier,
+        onRecord: (r) => {
+          if (!flags.json) process.stderr.write(`  ${r.record}: QRS Se ${pct(r.qrs.se)} +P ${pct(r.qrs.ppv)}, abnormal Se ${pct(r.abnormal.se)} +P ${pct(r.abnormal.ppv)}\n`);
+        },
+      }));
+      if (flags.json) printJson(report);
+      else process.stdout.write(formatReport(report));
     });
 }
 
@@ -65,6 +59,6 @@ export function formatReport(report: EvaluationReport): string {
     lines.push(confusion.toString());
   }
   const ms = (value: number | null) => (value === null ? '-' : `${(value * 1000).toFixed(1)} µs`);
-  lines.push(`per packet (detection + classification + episode logic): p50 ${ms(report.perPacketMs.p50)}, p99 ${ms(report.perPacketMs.p99)}`);
+  lines.push(`per packet (detection + classification + episode logic): p50 ${ms(report.perPacketMs.p50)}, p99 ${ms(report.perPacketMs.p99)} (this run, JIT warm-up included; warmed-up figures: docs/BENCHMARKS.md)`);
   return `${lines.join('\n')}\n`;
 }

@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { BeatClassifier, MODEL_KINDS, trainModel, type ModelKind } from '../../functions/model/index.js';
-import { CliError, parseInteger, printJson, requireDirectory, resolveModelPath, resolveRecords } from '../common.js';
+import { MODEL_KINDS, trainModel, type ModelKind } from '../../functions/model/index.js';
+import { CliError, parseInteger, printJson, requireDirectory, resolveRecords, withClassifier } from '../common.js';
 
 interface TrainFlags {
   model: string;
@@ -40,11 +40,6 @@ export function registerModel(program: Command): void {
     .description('Print a model\'s metadata (name, kind, classes, feature set, sha256) as JSON.')
     .argument('[model]', 'ONNX file or shipped model name', 'default')
     .action(async (name: string) => {
-      const classifier = await BeatClassifier.load(resolveModelPath(name));
-      try {
-        printJson(classifier.info);
-      } finally {
-        await classifier.close();
-      }
+      await withClassifier(name, async (classifier) => printJson(classifier.info));
     });
 }

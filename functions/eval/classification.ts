@@ -56,6 +56,15 @@ export function emptyAbnormalTally(): AbnormalTally {
   return { truePositive: 0, falsePositive: 0, falseNegative: 0, trueNegative: 0 };
 }
 
+/** Adds `other` into `into` (gross figures over records). */
+export function addAbnormalTally(into: AbnormalTally, other: AbnormalTally): AbnormalTally {
+  into.truePositive += other.truePositive;
+  into.falsePositive += other.falsePositive;
+  into.falseNegative += other.falseNegative;
+  into.trueNegative += other.trueNegative;
+  return into;
+}
+
 export function tallyAbnormal(tally: AbnormalTally, referenceAbnormal: boolean, predictedAbnormal: boolean): void {
   if (referenceAbnormal && predictedAbnormal) tally.truePositive += 1;
   else if (referenceAbnormal) tally.falseNegative += 1;

@@ -10,7 +10,7 @@ import type { BeatClassifierLike } from '../ecg-function/ecg-function.js';
 import type { BeatResult } from '../ecg-function/types.js';
 import { isBeatCode, readAnnotations, readRecord, type Annotation } from '../wfdb/index.js';
 import {
-  abnormalRates, addConfusion, classRates, emptyAbnormalTally, emptyConfusion, tallyAbnormal,
+  abnormalRates, addAbnormalTally, addConfusion, classRates, emptyAbnormalTally, emptyConfusion, tallyAbnormal,
   type AbnormalRates, type ClassRates, type Confusion,
 } from './classification.js';
 import { excludedIntervals, matchBeats, qrsStats, windowSamplesFor, type MatchResult, type QrsStats } from './index.js';
@@ -102,13 +102,7 @@ export async function evaluateRecords(options: EvaluateOptions): Promise<Evaluat
     options.onRecord?.(result.evaluation);
   }
   const confusion = scored.reduce((sum, s) => addConfusion(sum, s.confusion), emptyConfusion());
-  const tally = emptyAbnormalTally();
-  for (const s of scored) {
-    tally.truePositive += s.tally.truePositive;
-    tally.falsePositive += s.tally.falsePositive;
-    tally.falseNegative += s.tally.falseNegative;
-    tally.trueNegative += s.tally.trueNegative;
-  }
+  const tally = scored.reduce((sum, s) => addAbnormalTally(sum, s.tally), emptyAbnormalTally());
   const packetMs = scored.flatMap((s) => s.packetMs);
   const n = scored.reduce((sum, s) => sum + s.evaluation.beats, 0);
   return {

@@ -52,6 +52,20 @@ function clip(v: number, lo: number, hi: number): number {
 }
 
 /** Pearson correlation of a[i + shift] with b[i] over i in [from, to). */
+/** Peak-to-peak amplitude and mean energy of the QRS, samples [pre - q, pre + q] (beat or template alike). */
+function qrsAmplitude(w: Float64Array, pre: number, q: number): { p2p: number; energy: number } {
+  let max = -Infinity;
+  let min = Infinity;
+  let energy = 0;
+  for (let i = pre - q; i <= pre + q; i++) {
+    const v = w[i] as number;
+    max = Math.max(max, v);
+    min = Math.min(min, v);
+    energy += v * v;
+  }
+  return { p2p: max - min, energy: energy / (2 * q + 1) };
+}
+
 function correlation(a: Float64Array, b: Float64Array, from: number, to: number, shift = 0): number {
   let ma = 0;
   let mb = 0;
@@ -217,17 +231,7 @@ export class DefaultFeatures implements FeatureSet {
 
     // ---- QRS ----
     const q = Math.round(0.06 * fs);
-    let qmax = -Infinity;
-    let qmin = Infinity;
-    let energy = 0;
-    for (let i = pre - q; i <= pre + q; i++) {
-      const v = w[i] as number;
-      qmax = Math.max(qmax, v);
-      qmin = Math.min(qmin, v);
-      energy += v * v;
-    }
-    energy /= 2 * q + 1;
-    const p2p = qmax - qmin;
+    const { p2p, energy } = qrsAmplitude(w, pre, q);
     const width = this.#width(w, pre);
     const rAmp = w[pre] as number;
     out[k++] = width;
@@ -246,16 +250,7 @@ export class DefaultFeatures implements FeatureSet {
       corrQrs = bestCorrelation(w, tpl, pre - q, pre + Math.round(0.1 * fs), shift);
       corrAll = bestCorrelation(w, tpl, 0, len, shift);
       corrP = bestCorrelation(w, tpl, 0, pre - q, shift);
-      let tmax = -Infinity;
-      let tmin = Infinity;
-      for (let i = pre - q; i <= pre + q; i++) {
-        const v = tpl[i] as number;
-        tmax = Math.max(tmax, v);
-        tmin = Math.min(tmin, v);
-        tEnergy += v * v;
-      }
-      tEnergy /= 2 * q + 1;
-      tP2p = tmax - tmin;
+      ({ p2p: tP2p, energy: tEnergy } = qrsAmplitude(tpl, pre, q));
       tWidth = this.#width(tpl, pre);
       tR = tpl[pre] as number;
     }

@@ -314,23 +314,13 @@ export function gbdtNodeCount(m: GbdtModel): number {
  * applies them; they were picked from the offset sweep of the same CV (seed 1, confirmed on seed 2),
  * so the CV figures are somewhat optimistic.
  */
-export interface TreePreset {
+export interface TreePreset extends Omit<GbdtOptions, 'classes' | 'classWeights' | 'sBias' | 'seed' | 'log'> {
   name: string;
   featureSet: string;
   classes: string[];
-  rounds: number;
-  maxDepth: number;
-  learningRate: number;
-  lambda: number;
-  minChildWeight: number;
-  rowSample: number;
-  colSample: number;
-  maxBins: number;
   /** Class weight = min(cap, (n / (K · n_c)) ^ power). */
   weightPower: number;
   weightCap: number;
-  /** Offsets added after training to the N and S base scores (decision thresholds baked into the model). */
-  nBias: number;
   sBias: number;
 }
 
