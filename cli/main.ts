@@ -9,6 +9,11 @@ import { registerAnnotate } from './commands/annotate.js';
 import { registerData } from './commands/data.js';
 import { registerEval } from './commands/eval.js';
 import { registerModel } from './commands/model.js';
+import { registerWorker } from './commands/worker.js';
+import { registerEpisodesCommand } from './commands/episodes.js';
+import { registerReportCommand } from './commands/report.js';
+import { registerReplayCommand } from './commands/replay.js';
+import { registerStack } from './commands/stack.js';
 import { CliError } from './common.js';
 
 const { version } = createRequire(import.meta.url)('../package.json') as { version: string };
@@ -26,6 +31,11 @@ export function buildProgram(): Command {
   registerAnnotate(program);
   registerModel(program);
   registerData(program);
+  registerStack(program);
+  registerReplayCommand(program);
+  registerReportCommand(program);
+  registerEpisodesCommand(program);
+  registerWorker(program);
   // Subcommands inherit exitOverride only when set before they are added; set it on all of them.
   for (const command of program.commands) {
     command.exitOverride();

@@ -25,7 +25,7 @@ export const PacketBodySchema = Type.Object(
     session: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_.:-]+$', description: 'Changes when the device restarts its sequence count.' })),
     seq: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'Packet sequence number within the session, one per packet.' }),
     sentAt: Type.Optional(Type.Number({ minimum: 0, description: 'Device clock at send, ms since the Unix epoch.' })),
-    sampleRate: Type.Literal(SAMPLE_RATE, { description: 'Samples per second per lead; 360 only, for now.' }),
+    sampleRate: Type.Integer({ minimum: 1, maximum: 65535, description: 'Samples per second per lead; only 360 is supported for now (others: 422 UNSUPPORTED_SAMPLE_RATE).' }),
     gain: Type.Optional(Type.Number({ exclusiveMinimum: 0, description: 'ADC units per mV; when present, samples are ADC units.' })),
     baseline: Type.Optional(Type.Integer({ minimum: -32768, maximum: 32767, description: 'ADC value of 0 mV (default 0).' })),
     leads: Type.Array(LeadSchema, { minItems: 1, maxItems: 2 }),

@@ -43,6 +43,10 @@ export class EmbeddedRedis {
     this.#options = { port: 0, appendfsync: 'everysec', binary: 'redis-server', startTimeoutMs: 10_000, ...options };
   }
 
+  get pid(): number | null {
+    return this.#child?.pid ?? null;
+  }
+
   get url(): string | null {
     return this.#url;
   }

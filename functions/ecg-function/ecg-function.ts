@@ -56,7 +56,7 @@ const REMEMBERED_SEQS = 64;
 const REMEMBERED_SESSIONS = 4;
 /** Storage scale for packets given in mV: µV resolution in int16 (±32 mV). */
 const MV_STORAGE_GAIN = 1000;
-const STATE_VERSION = 1;
+const STATE_VERSION = 2;
 
 interface EpisodeState {
   episodeId: string;
@@ -93,6 +93,7 @@ interface FunctionState {
   pendingBeats: number[];
   episode: EpisodeState | null;
   packetsProcessed: number;
+  recentBeats: BeatResult[];
 }
 
 const packr = new Packr({ moreTypes: true, useRecords: false });
@@ -121,6 +122,8 @@ export class EcgFunction {
   #pendingBeats: number[] = [];
   #episode: EpisodeState | null = null;
   #packetsProcessed = 0;
+  /** Beats classified by earlier calls that still lie in the ring: an episode's start carries those of its window. */
+  #recentBeats: BeatResult[] = [];
 
   constructor(options: EcgFunctionOptions) {
     this.monitorId = options.monitorId;
@@ -230,6 +233,7 @@ export class EcgFunction {
     for (const beat of this.#detector.push(converted.primaryMv)) this.#addBeat(beat);
     await this.#classify(this.#features.drain(this.#history()), beats, events);
 
+    this.#rememberBeats(beats);
     const episode = this.#episode as EpisodeState | null;
     if (episode !== null && this.#classifiedThrough() >= episode.lastAbnormalSample + this.#quietSamples) {
       events.push(this.#endEpisode(Math.min(endSample, episode.lastAbnormalSample + this.#quietSamples), 'quiet'));
@@ -248,6 +252,15 @@ export class EcgFunction {
     await this.#finishBeforeGap(beats, events);
     if (this.#episode !== null) events.push(this.#endEpisode(this.#ring.end, 'gap'));
     return { beats, events };
+  }
+
+  #rememberBeats(beats: readonly BeatResult[]): void {
+    const ring = this.#ring as LeadRing;
+    const oldest = ring.end - ring.capacity;
+    let drop = 0;
+    while (drop < this.#recentBeats.length && (this.#recentBeats[drop] as BeatResult).sample < oldest) drop += 1;
+    if (drop > 0) this.#recentBeats.splice(0, drop);
+    for (const beat of beats) this.#recentBeats.push(beat);
   }
 
   #skipped(base: Pick<PacketResult, 'monitorId' | 'session' | 'seq'>, status: 'duplicate' | 'late'): PacketResult {
@@ -398,6 +411,7 @@ export class EcgFunction {
       gain: config.gain,
       baseline: config.baseline,
       leads: config.leadNames.map((_, lead) => ring.slice(lead, fromSample, toSample)),
+      beats: this.#recentBeats.filter((beat) => beat.sample >= fromSample && beat.sample < toSample),
     });
   }
 
@@ -430,6 +444,7 @@ export class EcgFunction {
       pendingBeats: this.#pendingBeats,
       episode: this.#episode,
       packetsProcessed: this.#packetsProcessed,
+      recentBeats: this.#recentBeats,
     };
     return packr.pack(state);
   }
@@ -469,6 +484,7 @@ export class EcgFunction {
     fn.#pendingBeats = state.pendingBeats;
     fn.#episode = state.episode;
     fn.#packetsProcessed = state.packetsProcessed;
+    fn.#recentBeats = state.recentBeats;
     return fn;
   }
 }

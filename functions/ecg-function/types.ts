@@ -29,6 +29,8 @@ export interface EpisodeStart {
   baseline: number;
   /** Samples of every lead over [fromSample, toSample), int16 ADC at gain/baseline. */
   leads: Int16Array[];
+  /** Beats in the window classified by earlier calls (this call's beats are in the result's `beats`). */
+  beats: BeatResult[];
 }
 
 export interface EpisodeContinue {

@@ -1,0 +1,95 @@
+/** `ecgfaas worker` and `ecgfaas gateway`: the two long-running processes of the platform. */
+import { Command, Option } from 'commander';
+import { Gateway } from '../../gateway/index.js';
+import { createS3Client, EpisodeStore, s3SettingsFromEnv } from '../../storage/index.js';
+import { WarmWorker } from '../../worker/index.js';
+import { CliError, resolveModelPath } from '../common.js';
+import { createLogger, untilSignal } from '../runtime.js';
+
+function redisUrlOf(value: string | undefined): string {
+  const url = value ?? process.env.REDIS_URL;
+  if (url === undefined || !/^rediss?:\/\//.test(url)) throw new CliError('CLI_NO_REDIS', 'give --redis redis://host:port (or set REDIS_URL)');
+  return url;
+}
+
+function nonNegative(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isFinite(n) || n < 0) throw new CliError('CLI_BAD_NUMBER', `${name} must be a number >= 0, not "${value}"`);
+    return n;
+  };
+}
+
+/** Prints one JSON line on stdout when ready: the local deploy driver waits for it. */
+function announce(event: Record<string, unknown>): void {
+  process.stdout.write(`${JSON.stringify(event)}\n`);
+}
+
+export function registerWorker(program: Command): void {
+  program
+    .command('worker')
+    .description('Run a warm worker: loads the model once, consumes its queue slot, keeps per-monitor function state (S3 from ECGFAAS_S3_* / AWS_* env)')
+    .option('--redis <url>', 'Redis URL (default: REDIS_URL)')
+    .option('--model <name|path>', 'ONNX model: default, paper, or a path', 'default')
+    .option('--extra-compute-ms <ms>', 'burn this much CPU per packet (the paper\'s classifier took ~305 ms)', nonNegative('--extra-compute-ms'), 0)
+    .addOption(new Option('--driver <driver>', 'the deploy driver that started this worker (recorded in every latency record)').choices(['local', 'libvirt']).default('local'))
+    .option('--host <name>', 'physical host, when the deployer knows it')
+    .option('--worker-id <id>', 'worker id (default: hostname-pid-random)')
+    .option('--checkpoint-every <n>', 'packets between full checkpoints of a monitor', nonNegative('--checkpoint-every'), 30)
+    .option('--prefix <prefix>', 'Redis key prefix', 'ecgfaas')
+    .action(async (options: {
+      redis?: string; model: string; extraComputeMs: number; driver: 'local' | 'libvirt'; host?: string; workerId?: string; checkpointEvery: number; prefix: string;
+    }) => {
+      const logger = createLogger('worker');
+      const settings = s3SettingsFromEnv();
+      const client = createS3Client(settings);
+      const worker = new WarmWorker({
+        redisUrl: redisUrlOf(options.redis),
+        keyPrefix: options.prefix,
+        modelPath: resolveModelPath(options.model),
+        episodes: new EpisodeStore({ client, bucket: settings.bucket }),
+        s3: { client, bucket: settings.bucket },
+        logger,
+        driver: options.driver,
+        host: options.host ?? null,
+        extraComputeMs: options.extraComputeMs,
+        checkpointEvery: Math.max(1, Math.round(options.checkpointEvery)),
+        ...(options.workerId !== undefined ? { workerId: options.workerId } : {}),
+      });
+      const stopped = untilSignal();
+      try {
+        await worker.start();
+        announce({ event: 'ready', role: 'worker', workerId: worker.id, hypervisor: worker.facts?.hypervisor.kind ?? null, pid: process.pid });
+        const signal = await stopped;
+        logger.info({ signal }, 'stopping worker');
+      } finally {
+        await worker.close();
+        client.destroy();
+      }
+    });
+
+  program
+    .command('gateway')
+    .description('Run a gateway: the HTTP API devices post packets to')
+    .option('--redis <url>', 'Redis URL (default: REDIS_URL)')
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--port <port>', 'port (0: a free one)', nonNegative('--port'), 8080)
+    .option('--wait-timeout-ms <ms>', 'longest a ?wait=1 request waits for its result', nonNegative('--wait-timeout-ms'), 1000)
+    .option('--prefix <prefix>', 'Redis key prefix', 'ecgfaas')
+    .action(async (options: { redis?: string; host: string; port: number; waitTimeoutMs: number; prefix: string }) => {
+      const logger = createLogger('gateway');
+      const gateway = new Gateway({
+        redisUrl: redisUrlOf(options.redis), keyPrefix: options.prefix, host: options.host, port: options.port,
+        waitTimeoutMs: options.waitTimeoutMs, logger,
+      });
+      const stopped = untilSignal();
+      try {
+        const url = await gateway.start();
+        announce({ event: 'ready', role: 'gateway', gatewayId: gateway.id, url, pid: process.pid });
+        const signal = await stopped;
+        logger.info({ signal }, 'stopping gateway');
+      } finally {
+        await gateway.close();
+      }
+    });
+}

@@ -1,0 +1,127 @@
+/**
+ * A running gateway: its Redis connections (commands, and a subscriber for results), its clock
+ * corrected to Redis, the ingestor, and the fastify app listening on a port. `start()`/`close()`.
+ */
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { RedisClock } from '../queue/clock.js';
+import { Ingestor } from '../queue/ingest.js';
+import { RedisKeys } from '../queue/keys.js';
+import { buildGatewayApp, type GatewayApp, type GatewayAppOptions } from './app.js';
+import { GatewayMetrics } from './metrics.js';
+import { ResultHub } from './result-hub.js';
+
+export interface GatewayOptions extends Pick<GatewayAppOptions, 'waitTimeoutMs' | 'monitorRate' | 'maxBacklog'> {
+  redisUrl: string;
+  keyPrefix?: string;
+  host?: string;
+  /** 0: a free port. */
+  port?: number;
+  logger: Logger;
+  gatewayId?: string;
+}
+
+export class Gateway {
+  readonly id: string;
+  readonly #options: GatewayOptions;
+  readonly keys: RedisKeys;
+  #redis: Redis | null = null;
+  #subscriber: Redis | null = null;
+  #clock: RedisClock | null = null;
+  #ingestor: Ingestor | null = null;
+  #hub: ResultHub | null = null;
+  #app: GatewayApp | null = null;
+  #runId = 'default';
+  #runPoll: NodeJS.Timeout | null = null;
+  #url: string | null = null;
+  #closing: Promise<void> | null = null;
+
+  constructor(options: GatewayOptions) {
+    this.#options = options;
+    this.keys = new RedisKeys(options.keyPrefix);
+    this.id = options.gatewayId ?? `gw-${hostname().replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 24)}-${process.pid}-${randomBytes(2).toString('hex')}`;
+  }
+
+  get url(): string | null {
+    return this.#url;
+  }
+
+  get app(): GatewayApp | null {
+    return this.#app;
+  }
+
+  get ingestStats() {
+    return this.#ingestor?.stats ?? null;
+  }
+
+  async start(): Promise<string> {
+    if (this.#url !== null) return this.#url;
+    const { logger, redisUrl } = this.#options;
+    // Commands fail fast while Redis is away (503, never a 2xx that loses the packet); ioredis keeps reconnecting.
+    const redis = new Redis(redisUrl, {
+      lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 5000,
+      retryStrategy: (times) => Math.min(100 * times, 1000),
+    });
+    redis.on('error', (error) => logger.warn({ err: error.message }, 'redis connection error'));
+    this.#redis = redis;
+    await redis.connect();
+    const subscriber = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: null, retryStrategy: (times) => Math.min(100 * times, 1000) });
+    subscriber.on('error', () => {});
+    this.#subscriber = subscriber;
+    await subscriber.connect();
+
+    const clock = new RedisClock(redis, {});
+    await clock.start();
+    this.#clock = clock;
+    await this.#pollRun();
+    this.#runPoll = setInterval(() => void this.#pollRun(), 1000);
+    this.#runPoll.unref();
+
+    const hub = new ResultHub(subscriber, this.keys.resultsChannel);
+    await hub.start();
+    this.#hub = hub;
+    const ingestor = new Ingestor({
+      redis, keys: this.keys, gatewayId: this.id, now: () => clock.now(),
+      clock: () => ({ offsetMs: clock.offsetMs, uncertaintyMs: clock.uncertaintyMs }),
+      runId: () => this.#runId,
+    });
+    this.#ingestor = ingestor;
+    const metrics = new GatewayMetrics({ backlog: () => ingestor.backlog, waiting: () => hub.waiting, sse: () => hub.listeners });
+    this.#app = await buildGatewayApp({
+      redis, keys: this.keys, ingestor, hub, metrics, now: () => clock.now(), logger,
+      ...(this.#options.waitTimeoutMs !== undefined ? { waitTimeoutMs: this.#options.waitTimeoutMs } : {}),
+      ...(this.#options.monitorRate !== undefined ? { monitorRate: this.#options.monitorRate } : {}),
+      ...(this.#options.maxBacklog !== undefined ? { maxBacklog: this.#options.maxBacklog } : {}),
+      workersAlive: async () => redis.zcount(this.keys.workers, Math.round(clock.now() - 15_000), '+inf'),
+    });
+    const address = await this.#app.listen({ host: this.#options.host ?? '127.0.0.1', port: this.#options.port ?? 0 });
+    this.#url = address.replace('[::1]', '127.0.0.1');
+    logger.info({ gateway: this.id, url: this.#url }, 'gateway listening');
+    return this.#url;
+  }
+
+  async #pollRun(): Promise<void> {
+    if (this.#redis?.status !== 'ready') return;
+    const run = await this.#redis.get(this.keys.currentRun).catch(() => null);
+    if (run !== null) this.#runId = run;
+  }
+
+  /** Stops accepting, answers what is in flight, then closes connections. Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      if (this.#runPoll !== null) clearInterval(this.#runPoll);
+      this.#hub?.close();
+      await this.#app?.close();
+      await this.#ingestor?.close();
+      await this.#clock?.close();
+      for (const connection of [this.#subscriber, this.#redis]) {
+        if (connection === null) continue;
+        await connection.quit().catch(() => connection.disconnect());
+      }
+      this.#url = null;
+    })();
+    return this.#closing;
+  }
+}

@@ -1,0 +1,86 @@
+/**
+ * Every Redis key and channel the platform uses, in one place, under one prefix (default `ecgfaas`),
+ * so several deployments (and every test run) can share a Redis without touching each other's data.
+ */
+export interface KeyOptions {
+  prefix?: string;
+}
+
+export class RedisKeys {
+  readonly prefix: string;
+
+  constructor(prefix = 'ecgfaas') {
+    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(prefix)) throw new RangeError(`key prefix "${prefix}" must be 1-64 of [A-Za-z0-9_.-]`);
+    this.prefix = prefix;
+  }
+
+  /** BullMQ's own prefix: its keys live under `<prefix>:q:<queue>:...`. */
+  get bullPrefix(): string {
+    return `${this.prefix}:q`;
+  }
+
+  /** The queue of one worker slot. A worker process owns one slot and may adopt orphaned ones. */
+  queueName(slot: string): string {
+    return `slot.${slot}`;
+  }
+
+  /** Hash monitorId → slot: which queue a monitor's packets go to (the scheduler will own it). */
+  get assignments(): string {
+    return `${this.prefix}:assign`;
+  }
+
+  /** Hash slot → number of monitors assigned to it. */
+  get slotLoad(): string {
+    return `${this.prefix}:slot-load`;
+  }
+
+  /** Sorted set slot → last heartbeat of its owner (ms, Redis clock). */
+  get slots(): string {
+    return `${this.prefix}:slots`;
+  }
+
+  /** String: the worker that currently owns a slot (with a TTL refreshed by its heartbeats). */
+  slotLease(slot: string): string {
+    return `${this.prefix}:lease:${slot}`;
+  }
+
+  /** Hash: a worker's facts (JSON) and counters, refreshed on each heartbeat, expiring when it dies. */
+  worker(workerId: string): string {
+    return `${this.prefix}:worker:${workerId}`;
+  }
+
+  /** Sorted set workerId → last heartbeat (ms). */
+  get workers(): string {
+    return `${this.prefix}:workers`;
+  }
+
+  /** Bitmap of accepted seqs of one (monitor, session), in chunks of 65,536 seqs. */
+  dedup(monitorId: string, session: string, seq: number): { key: string; bit: number } {
+    const chunk = Math.floor(seq / 65536);
+    return { key: `${this.prefix}:dd:${monitorId}:${session}:${chunk}`, bit: seq % 65536 };
+  }
+
+  /** An invocation's result (JSON), kept for the result TTL. */
+  result(invocationId: string): string {
+    return `${this.prefix}:res:${invocationId}`;
+  }
+
+  /** A monitor's last function checkpoint, and the packets processed since (list of encoded packets). */
+  checkpoint(monitorId: string): string {
+    return `${this.prefix}:ck:${monitorId}`;
+  }
+
+  replayLog(monitorId: string): string {
+    return `${this.prefix}:log:${monitorId}`;
+  }
+
+  /** Pub/sub channel carrying every batch of results to the gateways (waiting requests, SSE). */
+  get resultsChannel(): string {
+    return `${this.prefix}:results`;
+  }
+
+  /** The run every new invocation is attributed to (set by whoever starts a run: demo, bench, up). */
+  get currentRun(): string {
+    return `${this.prefix}:run`;
+  }
+}

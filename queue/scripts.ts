@@ -1,0 +1,97 @@
+/**
+ * The few Lua scripts that must be atomic. They read the Redis server's own clock (TIME), which is
+ * the one clock every process corrects to. Keys are passed as arguments in some scripts: the
+ * platform targets one Redis (or a primary with replicas), not Redis Cluster.
+ */
+import type { Redis } from 'ioredis';
+
+/** Sticky assignment: the monitor's slot if it has one, else the least-loaded live slot. */
+const ASSIGN = `
+local slot = redis.call('HGET', KEYS[1], ARGV[1])
+if slot then return slot end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local live = redis.call('ZRANGEBYSCORE', KEYS[3], now - tonumber(ARGV[2]), '+inf')
+if #live == 0 then return false end
+local best, bestLoad = nil, nil
+for _, s in ipairs(live) do
+  local load = tonumber(redis.call('HGET', KEYS[2], s) or '0')
+  if bestLoad == nil or load < bestLoad or (load == bestLoad and s < best) then best, bestLoad = s, load end
+end
+redis.call('HSET', KEYS[1], ARGV[1], best)
+redis.call('HINCRBY', KEYS[2], best, 1)
+return best
+`;
+
+/** Take or keep a slot's lease: KEYS lease, slots; ARGV owner, ttlMs, slot, mode (own|adopt). */
+const LEASE = `
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if not holder and ARGV[4] == 'adopt' then
+  local score = redis.call('ZSCORE', KEYS[2], ARGV[3])
+  if not score then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
+redis.call('ZADD', KEYS[2], now, ARGV[3])
+return 1
+`;
+
+/** Give a slot's lease back if we hold it. */
+const RELEASE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`;
+
+/**
+ * A worker's commit of one queue job, all or nothing, fenced by the slot lease: if another worker
+ * has taken the slot over (this one stalled past its lease), nothing is written and the caller drops
+ * its in-memory state. ARGV: lease key, owner, then ops:
+ *   R key value ttl      result (first writer wins)
+ *   X stream value       latency record
+ *   C key value ttl log  checkpoint (replaces the replay log)
+ *   L log value ttl      append a packet to the replay log
+ *   P channel message    publish results
+ */
+const COMMIT = `
+if redis.call('GET', ARGV[1]) ~= ARGV[2] then return 0 end
+local i = 3
+local n = #ARGV
+while i <= n do
+  local op = ARGV[i]
+  if op == 'R' then
+    redis.call('SET', ARGV[i+1], ARGV[i+2], 'EX', tonumber(ARGV[i+3]), 'NX'); i = i + 4
+  elseif op == 'X' then
+    redis.call('XADD', ARGV[i+1], '*', 'r', ARGV[i+2]); i = i + 3
+  elseif op == 'C' then
+    redis.call('SET', ARGV[i+1], ARGV[i+2], 'EX', tonumber(ARGV[i+3])); redis.call('DEL', ARGV[i+4]); i = i + 5
+  elseif op == 'L' then
+    redis.call('RPUSH', ARGV[i+1], ARGV[i+2]); redis.call('EXPIRE', ARGV[i+1], tonumber(ARGV[i+3])); i = i + 4
+  elseif op == 'P' then
+    redis.call('PUBLISH', ARGV[i+1], ARGV[i+2]); i = i + 3
+  else
+    return redis.error_reply('unknown commit op ' .. tostring(op))
+  end
+end
+return 1
+`;
+
+export interface PlatformScripts {
+  assign(assignments: string, slotLoad: string, slots: string, monitorId: string, liveWindowMs: number): Promise<string | null>;
+  lease(leaseKey: string, slots: string, owner: string, ttlMs: number, slot: string, mode: 'own' | 'adopt'): Promise<number>;
+  release(leaseKey: string, owner: string): Promise<number>;
+  commit(...args: Array<string | Buffer | number>): Promise<number>;
+}
+
+/** Defines the scripts on a connection (ioredis runs them with EVALSHA, loading them once). */
+export function withScripts(redis: Redis): Redis & PlatformScripts {
+  const r = redis as Redis & PlatformScripts & { __ecgfaasScripts?: true };
+  if (r.__ecgfaasScripts) return r;
+  redis.defineCommand('assign', { numberOfKeys: 3, lua: ASSIGN });
+  redis.defineCommand('lease', { numberOfKeys: 2, lua: LEASE });
+  redis.defineCommand('release', { numberOfKeys: 1, lua: RELEASE });
+  redis.defineCommand('commit', { numberOfKeys: 0, lua: COMMIT });
+  r.__ecgfaasScripts = true;
+  return r;
+}

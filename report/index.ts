@@ -1,0 +1,5 @@
+export {
+  buildReport, type LatencyGroup, type LatencyMetric, type LatencyReport, type LatencyStats, type MeanP99, type ReportOptions,
+} from './latency-report.js';
+export { formatReport, LATENCY_COLUMNS } from './format.js';
+export { writeReportFiles } from './files.js';

@@ -1,0 +1,1 @@
+export { EmbeddedStack, type StackOptions, type StackInfo } from './stack.js';

@@ -1,0 +1,212 @@
+/**
+ * The whole platform on one machine (`ecgfaas demo`, `up`, `bench`): a redis-server of its own
+ * (unless REDIS_URL is given), the embedded S3 store (unless ECGFAAS_S3_ENDPOINT is given), one
+ * gateway and N warm workers as child processes started by the local deploy driver: the same
+ * processes, flags and code as on a production host.
+ */
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { LocalProcess } from '../deploy/local.js';
+import { EmbeddedRedis } from '../queue/embedded-redis.js';
+import { RedisKeys } from '../queue/keys.js';
+import { createS3Client, EmbeddedS3, s3SettingsFromEnv, type S3Settings } from '../storage/index.js';
+
+export interface StackOptions {
+  /** The store directory: embedded S3 data (`<dir>/s3`), logs (`<dir>/logs`). Default `.ecgfaas`. */
+  dir?: string;
+  /** Data directory of the embedded redis-server (default `<dir>/redis`). */
+  redisDir?: string;
+  redisUrl?: string;
+  appendfsync?: 'always' | 'everysec';
+  workers?: number;
+  keyPrefix?: string;
+  extraComputeMs?: number;
+  gatewayPort?: number;
+  waitTimeoutMs?: number;
+  model?: string;
+  logger: Logger;
+  /** The run new invocations are attributed to from the start (see setRun). */
+  runId?: string;
+  /** Child log level (default warn: the demo's output stays readable; logs go to <dir>/logs). */
+  childLogLevel?: string;
+}
+
+export interface StackInfo {
+  gatewayUrl: string;
+  redisUrl: string;
+  s3: S3Settings;
+  embeddedRedis: boolean;
+  embeddedS3: boolean;
+}
+
+export class EmbeddedStack {
+  readonly #options: Required<Omit<StackOptions, 'redisUrl' | 'redisDir' | 'runId'>> & { redisUrl: string | undefined; redisDir: string; runId: string | undefined };
+  readonly keys: RedisKeys;
+  #redis: EmbeddedRedis | null = null;
+  #s3: EmbeddedS3 | null = null;
+  #gateway: LocalProcess<{ url: string; gatewayId: string }> | null = null;
+  readonly workers: Array<LocalProcess<{ workerId: string; hypervisor: string }>> = [];
+  #info: StackInfo | null = null;
+  #closing: Promise<void> | null = null;
+
+  constructor(options: StackOptions) {
+    const dir = options.dir ?? '.ecgfaas';
+    this.#options = {
+      dir, workers: 2, keyPrefix: 'ecgfaas', extraComputeMs: 0, gatewayPort: 0, waitTimeoutMs: 1000, model: 'default',
+      appendfsync: 'everysec', childLogLevel: 'warn', ...options,
+      redisUrl: options.redisUrl ?? process.env.REDIS_URL, redisDir: options.redisDir ?? path.join(dir, 'redis'), runId: options.runId,
+    };
+    this.keys = new RedisKeys(this.#options.keyPrefix);
+  }
+
+  get info(): StackInfo | null {
+    return this.#info;
+  }
+
+  async start(): Promise<StackInfo> {
+    if (this.#info !== null) return this.#info;
+    const { dir, logger } = this.#options;
+    await mkdir(path.join(dir, 'logs'), { recursive: true });
+    let redisUrl = this.#options.redisUrl;
+    if (redisUrl === undefined) {
+      this.#redis = new EmbeddedRedis({ directory: this.#options.redisDir, appendfsync: this.#options.appendfsync });
+      redisUrl = await this.#redis.start();
+      logger.info({ redisUrl }, 'embedded redis-server started');
+    }
+    let s3: S3Settings;
+    if (process.env.ECGFAAS_S3_ENDPOINT) {
+      s3 = s3SettingsFromEnv();
+    } else {
+      this.#s3 = new EmbeddedS3({ directory: path.join(dir, 's3'), bucket: 'ecgfaas' });
+      s3 = await this.#s3.start();
+      logger.info({ endpoint: s3.endpoint }, 'embedded S3 store started');
+    }
+    this.#info = { gatewayUrl: '', redisUrl, s3, embeddedRedis: this.#redis !== null, embeddedS3: this.#s3 !== null };
+    try {
+      if (this.#options.runId !== undefined) await this.setRun(this.#options.runId);
+      // In parallel: each child loads the TypeScript sources and the model, a few seconds each.
+      const workers = Array.from({ length: this.#options.workers }, () => this.addWorker());
+      this.#gateway = new LocalProcess({
+        args: ['gateway', '--redis', redisUrl, '--port', String(this.#options.gatewayPort), '--prefix', this.#options.keyPrefix,
+          '--wait-timeout-ms', String(this.#options.waitTimeoutMs)],
+        env: this.#childEnv(),
+        logs: path.join(dir, 'logs', 'gateway.log'),
+      });
+      const [ready] = await Promise.all([this.#gateway.start(), ...workers]);
+      this.#info.gatewayUrl = ready.url;
+    } catch (error) {
+      await this.close();
+      throw error;
+    }
+    return this.#info;
+  }
+
+  /** Starts one more local worker; resolves when it is consuming its queue. */
+  async addWorker(extraArgs: string[] = []): Promise<LocalProcess<{ workerId: string; hypervisor: string }>> {
+    const info = this.#info;
+    if (info === null) throw new Error('start the stack first');
+    const index = this.workers.length;
+    const worker: LocalProcess<{ workerId: string; hypervisor: string }> = new LocalProcess<{ workerId: string; hypervisor: string }>({
+      args: ['worker', '--redis', info.redisUrl, '--prefix', this.#options.keyPrefix, '--model', this.#options.model,
+        '--extra-compute-ms', String(this.#options.extraComputeMs), '--driver', 'local', ...extraArgs],
+      env: this.#childEnv(),
+      logs: path.join(this.#options.dir, 'logs', `worker-${index}.log`),
+    });
+    this.workers.push(worker);
+    await worker.start();
+    return worker;
+  }
+
+  #childEnv(): NodeJS.ProcessEnv {
+    const s3 = (this.#info as StackInfo).s3;
+    return {
+      ECGFAAS_LOG_LEVEL: this.#options.childLogLevel,
+      ...(s3.endpoint !== undefined ? { ECGFAAS_S3_ENDPOINT: s3.endpoint } : {}),
+      ECGFAAS_S3_BUCKET: s3.bucket,
+      ECGFAAS_S3_PATH_STYLE: String(s3.forcePathStyle),
+      AWS_REGION: s3.region,
+      AWS_ACCESS_KEY_ID: s3.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
+    };
+  }
+
+  /** Process ids, for CPU accounting. */
+  pids(): { gateway: number | null; workers: number[]; redis: number | null } {
+    return {
+      gateway: this.#gateway?.pid ?? null,
+      workers: this.workers.map((worker) => worker.pid).filter((pid): pid is number => pid !== null),
+      redis: this.#redis?.pid ?? null,
+    };
+  }
+
+  /** Sets the run every new invocation is attributed to; gateways pick it up within a second (waitForGateways). */
+  async setRun(runId: string, waitForGateways = false): Promise<void> {
+    await this.#withRedis((redis) => redis.set(this.keys.currentRun, runId));
+    if (waitForGateways) await new Promise((resolve) => setTimeout(resolve, 1200));
+  }
+
+  /** Waits until every slot queue is empty (nothing waiting, active or delayed); false on timeout. */
+  async drain(timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    return this.#withRedis(async (redis) => {
+      for (;;) {
+        const slots = await redis.zrange(this.keys.slots, '0', '-1');
+        let pending = 0;
+        for (const slot of slots) {
+          const queue = new Queue(this.keys.queueName(slot), { connection: redis, prefix: this.keys.bullPrefix });
+          const counts = await queue.getJobCounts('wait', 'active', 'delayed', 'prioritized');
+          pending += Object.values(counts).reduce((a, b) => a + b, 0);
+        }
+        if (pending === 0) return true;
+        if (Date.now() > deadline) return false;
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    });
+  }
+
+  /** Failed jobs across slots (they stay visible with their error). */
+  async failedJobs(): Promise<number> {
+    return this.#withRedis(async (redis) => {
+      let failed = 0;
+      for (const slot of await redis.zrange(this.keys.slots, '0', '-1')) {
+        const queue = new Queue(this.keys.queueName(slot), { connection: redis, prefix: this.keys.bullPrefix });
+        failed += await queue.getFailedCount();
+      }
+      return failed;
+    });
+  }
+
+  async #withRedis<T>(use: (redis: Redis) => Promise<T>): Promise<T> {
+    const redis = new Redis((this.#info as StackInfo).redisUrl, { maxRetriesPerRequest: 1, lazyConnect: true });
+    redis.on('error', () => {});
+    await redis.connect();
+    try {
+      return await use(redis);
+    } finally {
+      redis.disconnect();
+    }
+  }
+
+  s3Client() {
+    return createS3Client((this.#info as StackInfo).s3);
+  }
+
+  /** Stops the gateway (no new packets), then the workers (each finishes its job and flushes its latency records); the stores stay up. */
+  async stopProcesses(): Promise<void> {
+    await this.#gateway?.stop();
+    await Promise.all(this.workers.map((worker) => worker.stop()));
+  }
+
+  /** Stops the gateway first (no new packets), then workers (they finish their job), then the stores. Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await this.stopProcesses();
+      await this.#s3?.close();
+      await this.#redis?.close();
+    })();
+    return this.#closing;
+  }
+}

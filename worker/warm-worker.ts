@@ -1,0 +1,431 @@
+/**
+ * The warm worker (`ecgfaas worker`): loads the model once, owns a queue slot (and adopts the slots
+ * of dead workers), keeps one warm function per monitor, and for each queue job (a batch of packets)
+ * runs the function, writes episode objects to S3, then commits results, latency records,
+ * checkpoints and replay-log entries and publishes the results in ONE fenced Lua call. Everything a
+ * packet causes is keyed by its invocation id or by its position in the monitor's stream, so a job
+ * retried after a crash produces each effect once ("effectively once").
+ */
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { Worker, WaitingError, type Job } from 'bullmq';
+import { Redis } from 'ioredis';
+import { Packr } from 'msgpackr';
+import type { Logger } from 'pino';
+import { decodePacket, toEcgPacket } from '../contracts/packet-binary.js';
+import type { EcgPacket } from '../contracts/packet.js';
+import type { DeployDriver, HypervisorKind, InvocationResult, LatencyRecord } from '../contracts/invocation.js';
+import { FunctionError, type PacketResult } from '../functions/ecg-function/index.js';
+import { BeatClassifier } from '../functions/model/index.js';
+import { decodeBatch, type BatchJobData, type PacketEnvelope } from '../queue/envelope.js';
+import { RedisKeys } from '../queue/keys.js';
+import { RedisClock } from '../queue/clock.js';
+import { withScripts } from '../queue/scripts.js';
+import type { EpisodeStore } from '../storage/index.js';
+import { latencyStreamKey, encodeLatencyEntry, LatencyPersister } from '../storage/index.js';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { collectHostFacts, CpuSampler, type HostFacts } from './facts/index.js';
+import { encodeCheckpoint, FunctionStates, type WarmFunction } from './function-states.js';
+
+export interface WarmWorkerOptions {
+  redisUrl: string;
+  keyPrefix?: string;
+  modelPath: string;
+  episodes: EpisodeStore;
+  /** For the latency persister (records → NDJSON segments in the bucket). */
+  s3: { client: S3Client; bucket: string };
+  logger: Logger;
+  workerId?: string;
+  driver?: DeployDriver;
+  /** Physical host, when the deploy driver knows it (a guest cannot see it). */
+  host?: string | null;
+  /** CPU burnt per packet, to reproduce the paper's ~305 ms classifier and collocation effects. */
+  extraComputeMs?: number;
+  checkpointEvery?: number;
+  resultTtlSeconds?: number;
+  /** Checkpoints and replay logs of silent monitors expire after this long. */
+  stateTtlSeconds?: number;
+  heartbeatMs?: number;
+  leaseMs?: number;
+  /** Adopt the slots of dead workers (default true). */
+  adoptOrphans?: boolean;
+}
+
+/** Packet errors the function raises before touching its state: the packet is answered, not retried. */
+const PACKET_ERRORS = new Set(['FN_SAMPLE_RATE', 'FN_PACKET_LENGTH', 'FN_BAD_GAIN', 'FN_LEADS_CHANGED', 'FN_BAD_SAMPLE']);
+const packr = new Packr({ useRecords: false });
+
+type ScriptedRedis = ReturnType<typeof withScripts>;
+
+/** One packet between compute and commit. */
+interface Computed {
+  envelope: PacketEnvelope;
+  warm: WarmFunction;
+  packet: EcgPacket;
+  result: PacketResult | null;
+  status: string;
+  errorCode: string | null;
+  startedAt: number;
+  computedAt: number;
+  storedAt: number;
+  /** The checkpoint or replay-log op of this packet (empty when the state did not change). */
+  stateOp: Array<string | Buffer | number>;
+}
+
+export interface WorkerStats {
+  jobs: number;
+  packets: number;
+  processed: number;
+  duplicates: number;
+  errors: number;
+  fencedOff: number;
+}
+
+export class WarmWorker {
+  readonly id: string;
+  readonly #options: Required<Omit<WarmWorkerOptions, 'host' | 'workerId'>> & { host: string | null };
+  readonly #keys: RedisKeys;
+  #redis: ScriptedRedis | null = null;
+  #clock: RedisClock | null = null;
+  #classifier: BeatClassifier | null = null;
+  #states: FunctionStates | null = null;
+  #cpu: CpuSampler | null = null;
+  #persister: LatencyPersister | null = null;
+  #facts: HostFacts | null = null;
+  readonly #consumers = new Map<string, { worker: Worker; connection: Redis }>();
+  #heartbeat: NodeJS.Timeout | null = null;
+  #beating: Promise<void> | null = null;
+  #closing: Promise<void> | null = null;
+  readonly stats: WorkerStats = { jobs: 0, packets: 0, processed: 0, duplicates: 0, errors: 0, fencedOff: 0 };
+
+  constructor(options: WarmWorkerOptions) {
+    this.id = options.workerId ?? `${hostname().replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 32)}-${process.pid}-${randomBytes(3).toString('hex')}`;
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(this.id)) throw new RangeError(`worker id "${this.id}" must be 1-64 of [A-Za-z0-9_-]`);
+    this.#options = {
+      keyPrefix: 'ecgfaas', driver: 'local', extraComputeMs: 0, checkpointEvery: 30, resultTtlSeconds: 300,
+      stateTtlSeconds: 24 * 3600, heartbeatMs: 2000, leaseMs: 10_000, adoptOrphans: true, ...options, host: options.host ?? null,
+    };
+    this.#keys = new RedisKeys(this.#options.keyPrefix);
+  }
+
+  /** The slot this worker was born with (its own queue). */
+  get slot(): string {
+    return this.id;
+  }
+
+  get facts(): HostFacts | null {
+    return this.#facts;
+  }
+
+  ownedSlots(): string[] {
+    return [...this.#consumers.keys()];
+  }
+
+  async start(): Promise<void> {
+    const { logger } = this.#options;
+    this.#redis = withScripts(new Redis(this.#options.redisUrl, { maxRetriesPerRequest: null, lazyConnect: true }));
+    this.#redis.on('error', (error) => logger.warn({ err: error.message }, 'redis connection error'));
+    await this.#redis.connect();
+    this.#clock = new RedisClock(this.#redis, {});
+    await this.#clock.start();
+    this.#classifier = await BeatClassifier.load(this.#options.modelPath);
+    const clock = this.#clock;
+    this.#states = new FunctionStates({
+      redis: this.#redis, keys: this.#keys, classifier: this.#classifier,
+      newStreamId: () => Math.round(clock.now()).toString(36),
+    });
+    this.#facts = await collectHostFacts();
+    this.#cpu = new CpuSampler({ intervalMs: 1000 });
+    this.#cpu.start();
+    this.#persister = new LatencyPersister({
+      redis: this.#redis, s3: this.#options.s3.client, bucket: this.#options.s3.bucket, prefix: this.#options.keyPrefix, consumer: this.id,
+    });
+    await this.#persister.start();
+    if ((await this.#redis.lease(this.#keys.slotLease(this.slot), this.#keys.slots, this.id, this.#options.leaseMs, this.slot, 'own')) !== 1) {
+      throw new FunctionError('WORKER_SLOT_TAKEN', `slot ${this.slot} is held by another worker`);
+    }
+    this.#consume(this.slot);
+    await this.#beat();
+    this.#heartbeat = setInterval(() => {
+      this.#beating ??= this.#beat().catch((error: Error) => logger.warn({ err: error.message }, 'heartbeat failed')).finally(() => {
+        this.#beating = null;
+      });
+    }, this.#options.heartbeatMs);
+    this.#heartbeat.unref();
+    logger.info({ worker: this.id, hypervisor: this.#facts.hypervisor.kind, model: this.#classifier.info.name }, 'worker ready');
+  }
+
+  #consume(slot: string): void {
+    if (this.#consumers.has(slot)) return;
+    const connection = new Redis(this.#options.redisUrl, { maxRetriesPerRequest: null });
+    connection.on('error', () => {});
+    const worker = new Worker<BatchJobData>(this.#keys.queueName(slot), (job, token) => this.#processJob(slot, job, token), {
+      connection,
+      prefix: this.#keys.bullPrefix,
+      concurrency: 1,
+      lockDuration: this.#options.leaseMs,
+      stalledInterval: Math.max(1000, Math.floor(this.#options.leaseMs / 2)),
+      maxStalledCount: 1_000_000,
+      removeOnComplete: { count: 0 },
+    });
+    worker.on('error', (error) => this.#options.logger.warn({ err: error.message, slot }, 'queue consumer error'));
+    worker.on('failed', (job, error) => this.#options.logger.error({ slot, job: job?.id, code: (error as { code?: string }).code, err: error.message }, 'queue job failed'));
+    this.#consumers.set(slot, { worker, connection });
+  }
+
+  async #stopConsuming(slot: string): Promise<void> {
+    const consumer = this.#consumers.get(slot);
+    if (consumer === undefined) return;
+    this.#consumers.delete(slot);
+    this.#states?.drop((warm) => warm.slot === slot);
+    await consumer.worker.close(true).catch(() => {});
+    consumer.connection.disconnect();
+  }
+
+  async #beat(): Promise<void> {
+    const redis = this.#redis;
+    if (redis === null || this.#closing !== null) return;
+    await this.#clock?.estimate().catch(() => {});
+    const keys = this.#keys;
+    for (const slot of [...this.#consumers.keys()]) {
+      const held = await redis.lease(keys.slotLease(slot), keys.slots, this.id, this.#options.leaseMs, slot, 'own');
+      if (held !== 1) {
+        this.#options.logger.warn({ slot }, 'lost the lease of a slot; another worker took it over');
+        await this.#stopConsuming(slot);
+      }
+    }
+    if (this.#options.adoptOrphans) {
+      const staleBefore = Math.round((this.#clock?.now() ?? Date.now()) - this.#options.leaseMs * 1.5);
+      const stale = await redis.zrangebyscore(keys.slots, '-inf', staleBefore);
+      for (const slot of stale) {
+        if (this.#consumers.has(slot)) continue;
+        if ((await redis.lease(keys.slotLease(slot), keys.slots, this.id, this.#options.leaseMs, slot, 'adopt')) === 1) {
+          this.#options.logger.info({ slot }, 'adopted the slot of a dead worker');
+          this.#consume(slot);
+        }
+      }
+    }
+    const now = Math.round(this.#clock?.now() ?? Date.now());
+    const ttl = Math.ceil((this.#options.heartbeatMs * 5) / 1000);
+    await redis.multi()
+      .hset(keys.worker(this.id), {
+        facts: JSON.stringify(this.#facts), driver: this.#options.driver, heartbeatAt: String(now),
+        slots: JSON.stringify(this.ownedSlots()), monitors: String(this.#states?.size ?? 0),
+        stats: JSON.stringify(this.stats), cpu: JSON.stringify(this.#cpu?.latest() ?? null),
+        clock: JSON.stringify({ offsetMs: this.#clock?.offsetMs ?? 0, uncertaintyMs: this.#clock?.uncertaintyMs ?? 0 }),
+      })
+      .expire(keys.worker(this.id), ttl)
+      .zadd(keys.workers, now, this.id)
+      .exec();
+  }
+
+  async #processJob(slot: string, job: Job<BatchJobData>, token: string | undefined): Promise<void> {
+    const redis = this.#redis as ScriptedRedis;
+    const clock = this.#clock as RedisClock;
+    const states = this.#states as FunctionStates;
+    const batch = decodeBatch(job.data);
+    this.stats.jobs += 1;
+    const touched = new Set<string>();
+    try {
+      // 1. Compute, in queue order (a monitor's packets must reach its function in order).
+      const done: Computed[] = [];
+      for (const envelope of batch.packets) {
+        const startedAt = clock.now();
+        const warm = await states.get(envelope.monitorId, slot);
+        touched.add(warm.monitorId);
+        const packet = toEcgPacket(envelope.monitorId, decodePacket(envelope.packet));
+        let result: PacketResult | null = null;
+        let errorCode: string | null = null;
+        try {
+          result = await warm.fn.process(packet);
+        } catch (error) {
+          if (!(error instanceof FunctionError) || !PACKET_ERRORS.has(error.code)) throw error;
+          errorCode = error.code;
+        }
+        this.#burn(this.#options.extraComputeMs);
+        const computedAt = clock.now();
+        const status = errorCode !== null ? 'error' : (result as PacketResult).status;
+        this.stats.packets += 1;
+        if (status === 'duplicate') {
+          // Seen and committed before (a retried job, or a duplicate that raced past the gateway): no new effects.
+          this.stats.duplicates += 1;
+          continue;
+        }
+        if (status === 'error') this.stats.errors += 1;
+        else this.stats.processed += 1;
+        // The checkpoint decision is taken now, in order; its bytes are the state after this packet.
+        let stateOp: Array<string | Buffer | number> = [];
+        if (status === 'processed') {
+          if (warm.sinceCheckpoint === null || warm.sinceCheckpoint + 1 >= this.#options.checkpointEvery) {
+            stateOp = ['C', this.#keys.checkpoint(warm.monitorId), encodeCheckpoint(warm.streamId, warm.fn), this.#options.stateTtlSeconds, this.#keys.replayLog(warm.monitorId)];
+            warm.sinceCheckpoint = 0;
+          } else {
+            stateOp = ['L', this.#keys.replayLog(warm.monitorId), Buffer.from(envelope.packet), this.#options.stateTtlSeconds];
+            warm.sinceCheckpoint += 1;
+          }
+        }
+        done.push({ envelope, warm, packet, result, status, errorCode, startedAt, computedAt, storedAt: computedAt, stateOp });
+      }
+      if (done.length === 0) return;
+
+      // 2. Store episode objects: one chain per monitor (its manifest is read-modify-write), monitors in parallel.
+      const chains = new Map<string, Promise<void>>();
+      for (const item of done) {
+        const events = item.result?.events ?? [];
+        if (item.result === null || events.length === 0) continue;
+        const result = item.result;
+        const previous = chains.get(item.warm.monitorId) ?? Promise.resolve();
+        chains.set(item.warm.monitorId, previous.then(async () => {
+          await this.#options.episodes.write(
+            {
+              monitorId: item.envelope.monitorId, streamId: item.warm.streamId,
+              model: { name: item.warm.fn.model.name, sha256: item.warm.fn.model.sha256 },
+              sampleRate: item.packet.sampleRate, clock: { sample: result.startSample ?? 0, epochMs: item.packet.sentAt ?? item.envelope.receivedAt },
+            },
+            item.packet.seq,
+            { events, beats: result.beats, gap: result.gap },
+          );
+          item.storedAt = clock.now();
+        }));
+      }
+      await Promise.all(chains.values());
+
+      // 3. Commit everything at once, fenced by the slot lease, and publish.
+      const ops: Array<string | Buffer | number> = [];
+      const published: Array<[string, string, string, string]> = [];
+      const publishedAt = clock.now();
+      for (const item of done) {
+        ops.push(...item.stateOp);
+        const record = this.#record(item, batch.enqueuedAt, batch.packets.length, publishedAt);
+        const json = JSON.stringify(this.#result(item, record));
+        ops.push('R', this.#keys.result(item.envelope.invocationId), json, this.#options.resultTtlSeconds);
+        ops.push('X', latencyStreamKey(this.#options.keyPrefix), (encodeLatencyEntry(record)[1] as string));
+        published.push([item.envelope.gatewayId, item.envelope.invocationId, item.envelope.monitorId, json]);
+      }
+      ops.push('P', this.#keys.resultsChannel, packr.pack(published));
+      const ok = await redis.commit(this.#keys.slotLease(slot), this.id, ...ops);
+      if (ok !== 1) {
+        // Another worker owns the slot now: put the job back at the head of the queue for it.
+        this.stats.fencedOff += 1;
+        states.drop((warm) => warm.slot === slot);
+        await job.moveToWait(token);
+        void this.#stopConsuming(slot);
+        throw new WaitingError();
+      }
+    } catch (error) {
+      if (!(error instanceof WaitingError)) {
+        // Nothing of this job was committed: forget the in-memory progress so a retry starts from Redis.
+        states.drop((warm) => touched.has(warm.monitorId));
+      }
+      throw error;
+    }
+  }
+
+  #burn(ms: number): void {
+    if (ms <= 0) return;
+    const until = performance.now() + ms;
+    // A busy loop on purpose: the load must be CPU, like the paper's classifier, not a sleep.
+    while (performance.now() < until) { /* spin */ }
+  }
+
+  #record(item: Computed, enqueuedAt: number, batchSize: number, publishedAt: number): LatencyRecord {
+    const facts = this.#facts as HostFacts;
+    const cpu = this.#cpu?.latest() ?? null;
+    const { envelope, result, packet } = item;
+    const beats = result?.beats ?? [];
+    return {
+      runId: envelope.runId,
+      invocationId: envelope.invocationId,
+      monitorId: envelope.monitorId,
+      session: packet.session ?? null,
+      seq: packet.seq,
+      status: item.status,
+      workerId: this.id,
+      vm: facts.hostname,
+      host: this.#options.host,
+      hypervisor: facts.hypervisor.kind as HypervisorKind,
+      driver: this.#options.driver,
+      collocated: this.#states?.size ?? 0,
+      extraComputeMs: this.#options.extraComputeMs,
+      batchSize,
+      beats: beats.length,
+      abnormalBeats: beats.filter((beat) => beat.abnormal).length,
+      episodeEvents: result?.events.length ?? 0,
+      sentAt: packet.sentAt ?? null,
+      receivedAt: envelope.receivedAt,
+      enqueuedAt,
+      startedAt: item.startedAt,
+      computedAt: item.computedAt,
+      storedAt: item.storedAt,
+      finishedAt: item.storedAt,
+      publishedAt,
+      queueWaitMs: item.startedAt - enqueuedAt,
+      computeMs: item.computedAt - item.startedAt,
+      storageWriteMs: item.storedAt - item.computedAt,
+      serviceTimeMs: publishedAt - envelope.receivedAt,
+      gatewayClock: envelope.gatewayClock,
+      workerClock: { offsetMs: this.#clock?.offsetMs ?? 0, uncertaintyMs: this.#clock?.uncertaintyMs ?? 0 },
+      cpu: cpu === null ? null : { processPct: cpu.processCpuPct, hostPct: cpu.hostCpuPct, stealPct: cpu.stealPct },
+    };
+  }
+
+  #result(item: Computed, latency: LatencyRecord): InvocationResult {
+    const { envelope, warm, result, packet } = item;
+    const episodeIdOf = (fnEpisodeId: string) => storageEpisodeId(warm.monitorId, warm.streamId, fnEpisodeId);
+    const episode = result?.episode ?? warm.fn.episode;
+    return {
+      invocationId: envelope.invocationId,
+      monitorId: envelope.monitorId,
+      session: packet.session ?? null,
+      seq: packet.seq,
+      status: item.status,
+      ...(item.errorCode !== null ? { error: { code: item.errorCode } } : {}),
+      startSample: result?.startSample ?? null,
+      endSample: result?.endSample ?? null,
+      gap: result?.gap ?? null,
+      beats: result?.beats ?? [],
+      events: (result?.events ?? []).map((event) => {
+        const base = { type: event.type, episodeId: episodeIdOf(event.episodeId) };
+        if (event.type === 'start') return { ...base, fromSample: event.fromSample, toSample: event.toSample, triggerSample: event.triggerSample };
+        if (event.type === 'continue') return { ...base, fromSample: event.fromSample, toSample: event.toSample };
+        return { ...base, endSample: event.endSample, reason: event.reason };
+      }),
+      episode: { ...episode, episodeId: episode.episodeId === null ? null : episodeIdOf(episode.episodeId) },
+      model: { name: warm.fn.model.name, sha256: warm.fn.model.sha256 },
+      latency,
+    };
+  }
+
+  /** Stops taking jobs (the current one finishes and commits), flushes latency records, releases slots. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      if (this.#heartbeat !== null) clearInterval(this.#heartbeat);
+      await this.#beating;
+      const slots = [...this.#consumers.keys()];
+      await Promise.all(slots.map(async (slot) => {
+        const consumer = this.#consumers.get(slot);
+        await consumer?.worker.close().catch(() => {});
+        consumer?.connection.disconnect();
+      }));
+      this.#consumers.clear();
+      await this.#persister?.close().catch((error: Error) => this.#options.logger.warn({ err: error.message }, 'latency flush failed'));
+      await this.#cpu?.close();
+      if (this.#redis !== null) {
+        // Hand the slots back at once so another worker can adopt them without waiting for the lease to lapse.
+        for (const slot of slots) await this.#redis.release(this.#keys.slotLease(slot), this.id).catch(() => 0);
+        await this.#redis.zrem(this.#keys.workers, this.id).catch(() => 0);
+        await this.#clock?.close();
+        await this.#redis.quit().catch(() => this.#redis?.disconnect());
+      }
+      await this.#classifier?.close();
+    })();
+    return this.#closing;
+  }
+}
+
+/** The stored episode's id: `<monitor>.<stream>.<first sample>` (storage/episodes). */
+export function storageEpisodeId(monitorId: string, streamId: string, fnEpisodeId: string): string {
+  const fromSample = fnEpisodeId.slice(fnEpisodeId.lastIndexOf('_') + 1);
+  return `${monitorId}.${streamId}.${fromSample}`;
+}
+
