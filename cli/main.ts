@@ -9,7 +9,7 @@ import { registerAnnotate } from './commands/annotate.js';
 import { registerData } from './commands/data.js';
 import { registerEval } from './commands/eval.js';
 import { registerModel } from './commands/model.js';
-import { registerWorker } from './commands/worker.js';
+import { registerS3Server, registerWorker } from './commands/worker.js';
 import { registerEpisodesCommand } from './commands/episodes.js';
 import { registerReportCommand } from './commands/report.js';
 import { registerReplayCommand } from './commands/replay.js';
@@ -36,6 +36,7 @@ export function buildProgram(): Command {
   registerReportCommand(program);
   registerEpisodesCommand(program);
   registerWorker(program);
+  registerS3Server(program);
   // Subcommands inherit exitOverride only when set before they are added; set it on all of them.
   for (const command of program.commands) {
     command.exitOverride();

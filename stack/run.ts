@@ -43,7 +43,7 @@ export interface RunOutcome {
   reportDir: string;
   packets: { sent: number; accepted: number; processed: number; lost: number; duplicates: number; failed: number };
   episodes: { written: number; closed: number };
-  cpuPct: { gateway: number | null; workers: number | null; redis: number | null };
+  cpuPct: { gateway: number | null; workers: number | null; redis: number | null; s3: number | null; loadGenerator: number | null };
   failedJobs: number;
   drained: boolean;
   workers: Array<{ workerId: string; hypervisor: string }>;
@@ -94,6 +94,8 @@ export async function runOnStack(options: RunOptions): Promise<RunOutcome> {
         gateway: new CpuMeter(pids.gateway === null ? [] : [pids.gateway]),
         workers: new CpuMeter(pids.workers),
         redis: new CpuMeter(pids.redis === null ? [] : [pids.redis]),
+        s3: new CpuMeter(pids.s3 === null ? [] : [pids.s3]),
+        loadGenerator: new CpuMeter([process.pid]),
       };
       for (const meter of Object.values(meters)) meter.begin();
       const replayStartedAt = Date.now();
@@ -103,7 +105,10 @@ export async function runOnStack(options: RunOptions): Promise<RunOutcome> {
         records: options.records, seed: options.seed, deadlineMs: options.deadlineMs, leads: options.leads, roundtripsFile,
         sessionPrefix: runId.replace(/[^A-Za-z0-9_.:-]/g, '').slice(-40),
       }, { ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}) });
-      const cpuPct = { gateway: meters.gateway.percent(), workers: meters.workers.percent(), redis: meters.redis.percent() };
+      const cpuPct = {
+        gateway: meters.gateway.percent(), workers: meters.workers.percent(), redis: meters.redis.percent(),
+        s3: meters.s3.percent(), loadGenerator: meters.loadGenerator.percent(),
+      };
       options.logger.info('replay done; draining');
       const drained = await stack.drain(120_000);
       options.logger.info({ drained }, 'drained');

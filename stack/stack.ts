@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import { LocalProcess } from '../deploy/local.js';
 import { EmbeddedRedis } from '../queue/embedded-redis.js';
 import { RedisKeys } from '../queue/keys.js';
-import { createS3Client, EmbeddedS3, s3SettingsFromEnv, type S3Settings } from '../storage/index.js';
+import { createS3Client, EMBEDDED_S3_KEY, s3SettingsFromEnv, type S3Settings } from '../storage/index.js';
 
 export interface StackOptions {
   /** The store directory: embedded S3 data (`<dir>/s3`), logs (`<dir>/logs`). Default `.ecgfaas`. */
@@ -46,7 +46,7 @@ export class EmbeddedStack {
   readonly #options: Required<Omit<StackOptions, 'redisUrl' | 'redisDir' | 'runId'>> & { redisUrl: string | undefined; redisDir: string; runId: string | undefined };
   readonly keys: RedisKeys;
   #redis: EmbeddedRedis | null = null;
-  #s3: EmbeddedS3 | null = null;
+  #s3: LocalProcess<{ endpoint: string; bucket: string }> | null = null;
   #gateway: LocalProcess<{ url: string; gatewayId: string }> | null = null;
   readonly workers: Array<LocalProcess<{ workerId: string; hypervisor: string }>> = [];
   #info: StackInfo | null = null;
@@ -80,8 +80,14 @@ export class EmbeddedStack {
     if (process.env.ECGFAAS_S3_ENDPOINT) {
       s3 = s3SettingsFromEnv();
     } else {
-      this.#s3 = new EmbeddedS3({ directory: path.join(dir, 's3'), bucket: 'ecgfaas' });
-      s3 = await this.#s3.start();
+      // A process of its own: s3rver is single-threaded JavaScript, and in this process it would
+      // share a thread with the load generator.
+      this.#s3 = new LocalProcess({ args: ['s3', '--dir', path.join(dir, 's3'), '--bucket', 'ecgfaas'], logs: path.join(dir, 'logs', 's3.log') });
+      const ready = await this.#s3.start();
+      s3 = {
+        endpoint: ready.endpoint, region: 'us-east-1', bucket: ready.bucket, forcePathStyle: true,
+        accessKeyId: EMBEDDED_S3_KEY, secretAccessKey: EMBEDDED_S3_KEY,
+      };
       logger.info({ endpoint: s3.endpoint }, 'embedded S3 store started');
     }
     this.#info = { gatewayUrl: '', redisUrl, s3, embeddedRedis: this.#redis !== null, embeddedS3: this.#s3 !== null };
@@ -134,8 +140,9 @@ export class EmbeddedStack {
   }
 
   /** Process ids, for CPU accounting. */
-  pids(): { gateway: number | null; workers: number[]; redis: number | null } {
+  pids(): { gateway: number | null; workers: number[]; redis: number | null; s3: number | null } {
     return {
+      s3: this.#s3?.pid ?? null,
       gateway: this.#gateway?.pid ?? null,
       workers: this.workers.map((worker) => worker.pid).filter((pid): pid is number => pid !== null),
       redis: this.#redis?.pid ?? null,
@@ -204,7 +211,7 @@ export class EmbeddedStack {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       await this.stopProcesses();
-      await this.#s3?.close();
+      await this.#s3?.stop();
       await this.#redis?.close();
     })();
     return this.#closing;

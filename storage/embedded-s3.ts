@@ -17,7 +17,7 @@ export interface EmbeddedS3Options {
 }
 
 /** Fixed credentials of the embedded store: it listens on loopback only and holds nothing secret. */
-const EMBEDDED_KEY = 'S3RVER';
+export const EMBEDDED_S3_KEY = 'S3RVER';
 
 export class EmbeddedS3 {
   readonly #options: Required<EmbeddedS3Options>;
@@ -52,8 +52,8 @@ export class EmbeddedS3 {
       region: 'us-east-1',
       bucket: this.#options.bucket,
       forcePathStyle: true,
-      accessKeyId: EMBEDDED_KEY,
-      secretAccessKey: EMBEDDED_KEY,
+      accessKeyId: EMBEDDED_S3_KEY,
+      secretAccessKey: EMBEDDED_S3_KEY,
     };
     return this.#settings;
   }

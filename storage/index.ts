@@ -1,5 +1,5 @@
 export { StorageError } from './errors.js';
 export { createS3Client, s3SettingsFromEnv, validateS3Settings, type S3Settings } from './s3.js';
-export { EmbeddedS3, type EmbeddedS3Options } from './embedded-s3.js';
+export { EmbeddedS3, EMBEDDED_S3_KEY, type EmbeddedS3Options } from './embedded-s3.js';
 export * from './latency/index.js';
 export * from './episodes/index.js';

@@ -4,17 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# npm packages: install when missing or when the lock file changed since the last install.
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund
-fi
-
-# Debian packages the tests run for real: redis-server (each test run starts its own on a free port).
-if ! command -v redis-server >/dev/null 2>&1; then
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server
-fi
+bash scripts/setup.sh
 
 npx tsc --noEmit -p tsconfig.json
 

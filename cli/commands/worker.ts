@@ -1,7 +1,7 @@
 /** `ecgfaas worker` and `ecgfaas gateway`: the two long-running processes of the platform. */
 import { Command, Option } from 'commander';
 import { Gateway } from '../../gateway/index.js';
-import { createS3Client, EpisodeStore, s3SettingsFromEnv } from '../../storage/index.js';
+import { createS3Client, EmbeddedS3, EpisodeStore, s3SettingsFromEnv } from '../../storage/index.js';
 import { WarmWorker } from '../../worker/index.js';
 import { CliError, resolveModelPath } from '../common.js';
 import { createLogger, untilSignal } from '../runtime.js';
@@ -36,9 +36,11 @@ export function registerWorker(program: Command): void {
     .option('--host <name>', 'physical host, when the deployer knows it')
     .option('--worker-id <id>', 'worker id (default: hostname-pid-random)')
     .option('--checkpoint-every <n>', 'packets between full checkpoints of a monitor', nonNegative('--checkpoint-every'), 30)
+    .option('--result-ttl <s>', 'seconds results stay readable at GET /v1/invocations/:id', nonNegative('--result-ttl'), 300)
     .option('--prefix <prefix>', 'Redis key prefix', 'ecgfaas')
     .action(async (options: {
-      redis?: string; model: string; extraComputeMs: number; driver: 'local' | 'libvirt'; host?: string; workerId?: string; checkpointEvery: number; prefix: string;
+      redis?: string; model: string; extraComputeMs: number; driver: 'local' | 'libvirt'; host?: string; workerId?: string; checkpointEvery: number;
+      resultTtl: number; prefix: string;
     }) => {
       const logger = createLogger('worker');
       const settings = s3SettingsFromEnv();
@@ -54,6 +56,7 @@ export function registerWorker(program: Command): void {
         host: options.host ?? null,
         extraComputeMs: options.extraComputeMs,
         checkpointEvery: Math.max(1, Math.round(options.checkpointEvery)),
+        resultTtlSeconds: Math.max(1, Math.round(options.resultTtl)),
         ...(options.workerId !== undefined ? { workerId: options.workerId } : {}),
       });
       const stopped = untilSignal();
@@ -90,6 +93,27 @@ export function registerWorker(program: Command): void {
         logger.info({ signal }, 'stopping gateway');
       } finally {
         await gateway.close();
+      }
+    });
+}
+
+/** `ecgfaas s3`: the embedded S3-compatible store as a process of its own (the stack runs it so it does not share a thread with anything). */
+export function registerS3Server(program: Command): void {
+  program
+    .command('s3')
+    .description('Serve the embedded S3-compatible store (s3rver) from a directory on a loopback port')
+    .requiredOption('--dir <dir>', 'where the objects live')
+    .option('--port <port>', 'port (0: a free one)', nonNegative('--port'), 0)
+    .option('--bucket <name>', 'bucket to create', 'ecgfaas')
+    .action(async (options: { dir: string; port: number; bucket: string }) => {
+      const store = new EmbeddedS3({ directory: options.dir, port: options.port, bucket: options.bucket });
+      const stopped = untilSignal();
+      try {
+        const settings = await store.start();
+        announce({ event: 'ready', role: 's3', endpoint: settings.endpoint, bucket: settings.bucket, pid: process.pid });
+        await stopped;
+      } finally {
+        await store.close();
       }
     });
 }

@@ -198,11 +198,17 @@ interface Tally extends RetryStats {
   bytes: number;
 }
 
+const MANIFEST_CACHE_SIZE = 20_000;
+
 export class EpisodeStore {
   readonly #client: S3Client;
   readonly #bucket: string;
   readonly #prefix: string;
   readonly #retry: ResolvedRetry;
+  /** Open episodes' manifests as this store last wrote them, by key. */
+  readonly #manifests = new Map<string, EpisodeManifest>();
+  /** Monitors whose marker object this store has written. */
+  readonly #markers = new Set<string>();
 
   constructor(options: EpisodeStoreOptions) {
     this.#client = options.client;
@@ -281,12 +287,15 @@ export class EpisodeStore {
   async #writeEpisode(ctx: EpisodeContext, seq: number, group: EpisodeGroup, result: EpisodeWriteInput, tally: Tally): Promise<void> {
     const keys = new EpisodeKeys(this.#prefix, group.ref);
     const part = buildPart(group, seq, result);
-    if (group.start !== null) {
+    if (group.start !== null && !this.#markers.has(ctx.monitorId)) {
       await this.#put(monitorMarkerKey(this.#prefix, ctx.monitorId), `${JSON.stringify({ monitor: ctx.monitorId })}\n`, 'application/json', tally);
+      this.#markers.add(ctx.monitorId);
     }
     await this.#put(partKey(keys, group, part, seq), encodePart(part), 'application/x-msgpack', tally);
 
-    const previous = await this.#readManifest(keys.manifest, tally);
+    // The manifest this store wrote last saves a GET per packet; another worker continuing the
+    // episode after a failover has none cached and reads it from S3.
+    const previous = this.#manifests.get(keys.manifest) ?? await this.#readManifest(keys.manifest, tally);
     // The manifest is the last object a call writes to an episode: one that already names this seq
     // (or already holds this end) means the call was applied whole before (a retried job), and
     // rewriting it could regress it.
@@ -312,6 +321,12 @@ export class EpisodeStore {
       manifest = updateManifest(ctx, seq, previous, part);
     }
     await this.#put(keys.manifest, `${JSON.stringify(canonicalManifest(manifest), null, 2)}\n`, 'application/json', tally);
+    this.#manifests.delete(keys.manifest);
+    if (manifest.end === null) {
+      this.#manifests.set(keys.manifest, manifest);
+      // Bounded: the oldest entries (Map keeps insertion order) go first; a miss only costs a GET.
+      if (this.#manifests.size > MANIFEST_CACHE_SIZE) this.#manifests.delete(this.#manifests.keys().next().value as string);
+    }
   }
 
   /** Reads every part back, writes the WFDB record, and returns the closed manifest. */
