@@ -94,6 +94,15 @@ export async function buildGatewayApp(options: GatewayAppOptions) {
   app.addHook('onClose', async () => {
     closing = true;
   });
+  // Open SSE streams, each with the function that ends it. Fix: the events route used to call
+  // app.addHook('onClose') per request, which fastify refuses once the app listens (the handler threw
+  // FST_ERR_INSTANCE_ALREADY_LISTENING after the stream had started), so no stream was ever ended on
+  // close and Gateway.close() waited for every display to disconnect on its own. They are ended here,
+  // in preClose: fastify's onClose closes the server first and waits for open connections.
+  const sseStreams = new Set<() => void>();
+  app.addHook('preClose', async () => {
+    for (const endStream of [...sseStreams]) endStream();
+  });
 
   const errorResponses = Object.fromEntries(
     [...new Set(Object.values(GATEWAY_ERRORS).map((entry) => entry.status))].map((status) => [status, ErrorBodySchema]),
@@ -166,9 +175,14 @@ export async function buildGatewayApp(options: GatewayAppOptions) {
     schema: {
       summary: 'An invocation\'s result and latency record (kept for the result TTL, 300 s by default).',
       params: Type.Object({ id: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }) }),
-      response: { 200: InvocationResultSchema, 404: ErrorBodySchema, 400: ErrorBodySchema, 503: ErrorBodySchema },
+      response: { 200: InvocationResultSchema, 404: ErrorBodySchema, 503: ErrorBodySchema },
     },
+    // Fix: a malformed id failed params validation, which the error handler maps to 400
+    // INVALID_MONITOR_ID ("monitor id must be ..."), wrong for this route. No invocation has such an
+    // id, so it is unknown: 404 NOT_FOUND, as for any other unknown id.
+    attachValidation: true,
   }, async (request, reply) => {
+    if (request.validationError) throw new GatewayError('NOT_FOUND', `invocation ${request.params.id} is unknown: invocation ids are 1-64 of [A-Za-z0-9_-]`);
     const json = await redis.get(keys.result(request.params.id)).catch((error: Error) => {
       throw new GatewayError('REDIS_UNAVAILABLE', `Redis is unreachable: ${error.message}`, { retryAfterSeconds: 1 });
     });
@@ -199,15 +213,21 @@ export async function buildGatewayApp(options: GatewayAppOptions) {
     });
     const keepAlive = setInterval(() => raw.write(': keep-alive\n\n'), 15_000);
     keepAlive.unref();
+    let ended = false;
     const end = () => {
+      // Once: endStream() ends the response, whose socket then closes and calls end() again.
+      if (ended) return;
+      ended = true;
       clearInterval(keepAlive);
       stop();
+      sseStreams.delete(endStream);
     };
-    request.raw.on('close', end);
-    app.addHook('onClose', async () => {
+    const endStream = () => {
       end();
       raw.end();
-    });
+    };
+    sseStreams.add(endStream);
+    request.raw.on('close', end);
   });
 
   app.get('/healthz', { schema: { summary: 'The process is up.', response: { 200: Type.Object({ status: Type.Literal('ok') }) } } }, async () => ({ status: 'ok' as const }));

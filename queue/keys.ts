@@ -74,6 +74,11 @@ export class RedisKeys {
     return `${this.prefix}:log:${monitorId}`;
   }
 
+  /** List: episode writes committed by a slot's jobs and not yet stored in S3, in commit order. */
+  outbox(slot: string): string {
+    return `${this.prefix}:outbox:${slot}`;
+  }
+
   /** Pub/sub channel carrying every batch of results to the gateways (waiting requests, SSE). */
   get resultsChannel(): string {
     return `${this.prefix}:results`;

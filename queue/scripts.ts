@@ -49,31 +49,49 @@ return 0
  * has taken the slot over (this one stalled past its lease), nothing is written and the caller drops
  * its in-memory state. ARGV: lease key, owner, then ops:
  *   R key value ttl      result (first writer wins)
- *   X stream value       latency record
+ *   X stream value       latency record: written only if the R before it was (each packet's R comes first)
  *   C key value ttl log  checkpoint (replaces the replay log)
  *   L log value ttl      append a packet to the replay log
  *   P channel message    publish results
+ *   O list value         append an episode write (with its latency record) to the slot's outbox; like X, only if the R before it was written
  */
 const COMMIT = `
 if redis.call('GET', ARGV[1]) ~= ARGV[2] then return 0 end
 local i = 3
 local n = #ARGV
+-- FIX (duplicate latency records): a packet committed before (a retried or orphaned job's, too old
+-- for the function to call it a duplicate, so 'late') has its result already; its record must not
+-- be added a second time. The record goes with the result: both or neither.
+local fresh = true
 while i <= n do
   local op = ARGV[i]
   if op == 'R' then
-    redis.call('SET', ARGV[i+1], ARGV[i+2], 'EX', tonumber(ARGV[i+3]), 'NX'); i = i + 4
+    fresh = redis.call('SET', ARGV[i+1], ARGV[i+2], 'EX', tonumber(ARGV[i+3]), 'NX') ~= false; i = i + 4
   elseif op == 'X' then
-    redis.call('XADD', ARGV[i+1], '*', 'r', ARGV[i+2]); i = i + 3
+    if fresh then redis.call('XADD', ARGV[i+1], '*', 'r', ARGV[i+2]) end; i = i + 3
   elseif op == 'C' then
     redis.call('SET', ARGV[i+1], ARGV[i+2], 'EX', tonumber(ARGV[i+3])); redis.call('DEL', ARGV[i+4]); i = i + 5
   elseif op == 'L' then
     redis.call('RPUSH', ARGV[i+1], ARGV[i+2]); redis.call('EXPIRE', ARGV[i+1], tonumber(ARGV[i+3])); i = i + 4
   elseif op == 'P' then
     redis.call('PUBLISH', ARGV[i+1], ARGV[i+2]); i = i + 3
+  elseif op == 'O' then
+    if fresh then redis.call('RPUSH', ARGV[i+1], ARGV[i+2]) end; i = i + 3
   else
     return redis.error_reply('unknown commit op ' .. tostring(op))
   end
 end
+return 1
+`;
+
+/**
+ * The outbox's head has been stored in S3: drop those entries and add their latency records, in one
+ * step, fenced by the slot lease (KEYS lease, outbox, latency stream; ARGV owner, count, records...).
+ */
+const OUTBOX_DONE = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('LTRIM', KEYS[2], tonumber(ARGV[2]), -1)
+for i = 3, #ARGV do redis.call('XADD', KEYS[3], '*', 'r', ARGV[i]) end
 return 1
 `;
 
@@ -82,6 +100,7 @@ export interface PlatformScripts {
   lease(leaseKey: string, slots: string, owner: string, ttlMs: number, slot: string, mode: 'own' | 'adopt'): Promise<number>;
   release(leaseKey: string, owner: string): Promise<number>;
   commit(...args: Array<string | Buffer | number>): Promise<number>;
+  outboxDone(leaseKey: string, outboxKey: string, streamKey: string, owner: string, count: number, ...records: string[]): Promise<number>;
 }
 
 /** Defines the scripts on a connection (ioredis runs them with EVALSHA, loading them once). */
@@ -92,6 +111,7 @@ export function withScripts(redis: Redis): Redis & PlatformScripts {
   redis.defineCommand('lease', { numberOfKeys: 2, lua: LEASE });
   redis.defineCommand('release', { numberOfKeys: 1, lua: RELEASE });
   redis.defineCommand('commit', { numberOfKeys: 0, lua: COMMIT });
+  redis.defineCommand('outboxDone', { numberOfKeys: 3, lua: OUTBOX_DONE });
   r.__ecgfaasScripts = true;
   return r;
 }

@@ -155,7 +155,7 @@ export class EmbeddedStack {
     if (waitForGateways) await new Promise((resolve) => setTimeout(resolve, 1200));
   }
 
-  /** Waits until every slot queue is empty (nothing waiting, active or delayed); false on timeout. */
+  /** Waits until every slot queue is empty (nothing waiting, active or delayed) and every episode write is stored; false on timeout. */
   async drain(timeoutMs: number): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
     return this.#withRedis(async (redis) => {
@@ -166,6 +166,8 @@ export class EmbeddedStack {
           const queue = new Queue(this.keys.queueName(slot), { connection: redis, prefix: this.keys.bullPrefix });
           const counts = await queue.getJobCounts('wait', 'active', 'delayed', 'prioritized');
           pending += Object.values(counts).reduce((a, b) => a + b, 0);
+          // Episode writes committed but not yet in S3.
+          pending += await redis.llen(this.keys.outbox(slot));
         }
         if (pending === 0) return true;
         if (Date.now() > deadline) return false;

@@ -17,7 +17,7 @@ import type { EcgPacket } from '../contracts/packet.js';
 import type { DeployDriver, HypervisorKind, InvocationResult, LatencyRecord } from '../contracts/invocation.js';
 import { FunctionError, type PacketResult } from '../functions/ecg-function/index.js';
 import { BeatClassifier } from '../functions/model/index.js';
-import { decodeBatch, type BatchJobData, type PacketEnvelope } from '../queue/envelope.js';
+import { decodeBatch, type BatchJobData, type PacketBatch, type PacketEnvelope } from '../queue/envelope.js';
 import { RedisKeys } from '../queue/keys.js';
 import { RedisClock } from '../queue/clock.js';
 import { withScripts } from '../queue/scripts.js';
@@ -25,6 +25,7 @@ import type { EpisodeStore } from '../storage/index.js';
 import { latencyStreamKey, encodeLatencyEntry, LatencyPersister } from '../storage/index.js';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { collectHostFacts, CpuSampler, type HostFacts } from './facts/index.js';
+import { EpisodeOutbox, encodeOutboxEntry } from './episode-outbox.js';
 import { encodeCheckpoint, FunctionStates, type WarmFunction } from './function-states.js';
 
 export interface WarmWorkerOptions {
@@ -49,6 +50,10 @@ export interface WarmWorkerOptions {
   leaseMs?: number;
   /** Adopt the slots of dead workers (default true). */
   adoptOrphans?: boolean;
+  /** Jobs wait before committing while a slot's outbox holds more episode writes than this (default 20,000). */
+  maxOutbox?: number;
+  /** On close, keep storing the outbox for up to this long (default 30 s). */
+  outboxDrainMs?: number;
 }
 
 /** Packet errors the function raises before touching its state: the packet is answered, not retried. */
@@ -60,6 +65,9 @@ type ScriptedRedis = ReturnType<typeof withScripts>;
 /** One packet between compute and commit. */
 interface Computed {
   envelope: PacketEnvelope;
+  /** Of the queue job the packet came in (an orphaned job's packets keep their own). */
+  enqueuedAt: number;
+  batchSize: number;
   warm: WarmFunction;
   packet: EcgPacket;
   result: PacketResult | null;
@@ -93,6 +101,9 @@ export class WarmWorker {
   #persister: LatencyPersister | null = null;
   #facts: HostFacts | null = null;
   readonly #consumers = new Map<string, { worker: Worker; connection: Redis }>();
+  readonly #outboxes = new Map<string, EpisodeOutbox>();
+  /** Orphaned jobs (`slot/jobId`) whose packets this worker has committed; BullMQ still holds them as active. */
+  readonly #handledOrphans = new Set<string>();
   #heartbeat: NodeJS.Timeout | null = null;
   #beating: Promise<void> | null = null;
   #closing: Promise<void> | null = null;
@@ -103,7 +114,7 @@ export class WarmWorker {
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(this.id)) throw new RangeError(`worker id "${this.id}" must be 1-64 of [A-Za-z0-9_-]`);
     this.#options = {
       keyPrefix: 'ecgfaas', driver: 'local', extraComputeMs: 0, checkpointEvery: 30, resultTtlSeconds: 300,
-      stateTtlSeconds: 24 * 3600, heartbeatMs: 2000, leaseMs: 10_000, adoptOrphans: true, ...options, host: options.host ?? null,
+      stateTtlSeconds: 24 * 3600, heartbeatMs: 2000, leaseMs: 10_000, adoptOrphans: true, maxOutbox: 20_000, outboxDrainMs: 30_000, ...options, host: options.host ?? null,
     };
     this.#keys = new RedisKeys(this.#options.keyPrefix);
   }
@@ -168,6 +179,12 @@ export class WarmWorker {
       maxStalledCount: 1_000_000,
       removeOnComplete: { count: 0 },
     });
+    const outbox = new EpisodeOutbox({
+      redis: this.#redis as ScriptedRedis, keys: this.#keys, slot, owner: this.id, episodes: this.#options.episodes,
+      latencyStream: latencyStreamKey(this.#options.keyPrefix), now: () => (this.#clock as RedisClock).now(), logger: this.#options.logger,
+    });
+    outbox.start();
+    this.#outboxes.set(slot, outbox);
     worker.on('error', (error) => this.#options.logger.warn({ err: error.message, slot }, 'queue consumer error'));
     worker.on('failed', (job, error) => this.#options.logger.error({ slot, job: job?.id, code: (error as { code?: string }).code, err: error.message }, 'queue job failed'));
     this.#consumers.set(slot, { worker, connection });
@@ -178,6 +195,9 @@ export class WarmWorker {
     if (consumer === undefined) return;
     this.#consumers.delete(slot);
     this.#states?.drop((warm) => warm.slot === slot);
+    const outbox = this.#outboxes.get(slot);
+    this.#outboxes.delete(slot);
+    await outbox?.close();
     await consumer.worker.close(true).catch(() => {});
     consumer.connection.disconnect();
   }
@@ -227,9 +247,14 @@ export class WarmWorker {
     this.stats.jobs += 1;
     const touched = new Set<string>();
     try {
+      // FIX (ordering after a crash): jobs this queue took before this one and never finished go first.
+      const orphans = await this.#orphanedBatches(slot, job.id);
+      const queued = [...orphans, { id: job.id ?? '', batch }].flatMap(({ batch: each }) => each.packets.map((envelope) => ({
+        envelope, enqueuedAt: each.enqueuedAt, batchSize: each.packets.length,
+      })));
       // 1. Compute, in queue order (a monitor's packets must reach its function in order).
       const done: Computed[] = [];
-      for (const envelope of batch.packets) {
+      for (const { envelope, enqueuedAt, batchSize } of queued) {
         const startedAt = clock.now();
         const warm = await states.get(envelope.monitorId, slot);
         touched.add(warm.monitorId);
@@ -264,42 +289,43 @@ export class WarmWorker {
             warm.sinceCheckpoint += 1;
           }
         }
-        done.push({ envelope, warm, packet, result, status, errorCode, startedAt, computedAt, storedAt: computedAt, stateOp });
+        done.push({ envelope, enqueuedAt, batchSize, warm, packet, result, status, errorCode, startedAt, computedAt, storedAt: computedAt, stateOp });
       }
-      if (done.length === 0) return;
-
-      // 2. Store episode objects: one chain per monitor (its manifest is read-modify-write), monitors in parallel.
-      const chains = new Map<string, Promise<void>>();
-      for (const item of done) {
-        const events = item.result?.events ?? [];
-        if (item.result === null || events.length === 0) continue;
-        const result = item.result;
-        const previous = chains.get(item.warm.monitorId) ?? Promise.resolve();
-        chains.set(item.warm.monitorId, previous.then(async () => {
-          await this.#options.episodes.write(
-            {
-              monitorId: item.envelope.monitorId, streamId: item.warm.streamId,
-              model: { name: item.warm.fn.model.name, sha256: item.warm.fn.model.sha256 },
-              sampleRate: item.packet.sampleRate, clock: { sample: result.startSample ?? 0, epochMs: item.packet.sentAt ?? item.envelope.receivedAt },
-            },
-            item.packet.seq,
-            { events, beats: result.beats, gap: result.gap },
-          );
-          item.storedAt = clock.now();
-        }));
+      if (done.length === 0) {
+        for (const orphan of orphans) this.#handledOrphans.add(`${slot}/${orphan.id}`);
+        return;
       }
-      await Promise.all(chains.values());
 
-      // 3. Commit everything at once, fenced by the slot lease, and publish.
+      // 2. Commit everything at once, fenced by the slot lease, and publish. Episode writes go to the
+      // slot's outbox with their latency records; its storer writes them to S3 (worker/episode-outbox.ts).
+      const outbox = this.#outboxes.get(slot);
+      await outbox?.backPressure(this.#options.maxOutbox);
       const ops: Array<string | Buffer | number> = [];
       const published: Array<[string, string, string, string]> = [];
       const publishedAt = clock.now();
+      let episodeWrites = 0;
       for (const item of done) {
         ops.push(...item.stateOp);
-        const record = this.#record(item, batch.enqueuedAt, batch.packets.length, publishedAt);
+        const record = this.#record(item, item.enqueuedAt, item.batchSize, publishedAt);
         const json = JSON.stringify(this.#result(item, record));
         ops.push('R', this.#keys.result(item.envelope.invocationId), json, this.#options.resultTtlSeconds);
-        ops.push('X', latencyStreamKey(this.#options.keyPrefix), (encodeLatencyEntry(record)[1] as string));
+        const events = item.result?.events ?? [];
+        if (item.result !== null && events.length > 0) {
+          episodeWrites += 1;
+          ops.push('O', this.#keys.outbox(slot), encodeOutboxEntry({
+            monitorId: item.envelope.monitorId,
+            seq: item.packet.seq,
+            ctx: {
+              monitorId: item.envelope.monitorId, streamId: item.warm.streamId,
+              model: { name: item.warm.fn.model.name, sha256: item.warm.fn.model.sha256 },
+              sampleRate: item.packet.sampleRate, clock: { sample: item.result.startSample ?? 0, epochMs: item.packet.sentAt ?? item.envelope.receivedAt },
+            },
+            input: { events, beats: item.result.beats, gap: item.result.gap },
+            record,
+          }));
+        } else {
+          ops.push('X', latencyStreamKey(this.#options.keyPrefix), (encodeLatencyEntry(record)[1] as string));
+        }
         published.push([item.envelope.gatewayId, item.envelope.invocationId, item.envelope.monitorId, json]);
       }
       ops.push('P', this.#keys.resultsChannel, packr.pack(published));
@@ -312,6 +338,8 @@ export class WarmWorker {
         void this.#stopConsuming(slot);
         throw new WaitingError();
       }
+      for (const orphan of orphans) this.#handledOrphans.add(`${slot}/${orphan.id}`);
+      if (episodeWrites > 0) outbox?.poke();
     } catch (error) {
       if (!(error instanceof WaitingError)) {
         // Nothing of this job was committed: forget the in-memory progress so a retry starts from Redis.
@@ -319,6 +347,39 @@ export class WarmWorker {
       }
       throw error;
     }
+  }
+
+  /**
+   * FIX (ordering after a crash): the jobs of this slot's queue that are active in Redis besides
+   * `jobId`, oldest first. With one consumer per slot and concurrency 1, such a job was taken
+   * earlier by a consumer that is gone: a SIGKILLed worker whose slot this one adopted, or this
+   * worker when the reply of BullMQ's fetch was lost with a Redis restart. BullMQ hands such a job
+   * back only after its lock lapses and a stalled check runs, by which time later jobs of the same
+   * monitors have run, so its packets came out 'late' (never processed). They are older than
+   * `jobId`, so they are processed first, here; when BullMQ retries the job later, its packets are
+   * duplicates and change nothing (the commit adds effects only for a packet without a result).
+   */
+  async #orphanedBatches(slot: string, jobId: string | undefined): Promise<Array<{ id: string; batch: PacketBatch }>> {
+    const redis = this.#redis as ScriptedRedis;
+    const queueKey = `${this.#keys.bullPrefix}:${this.#keys.queueName(slot)}`;
+    // BullMQ moves a job to active by pushing it on the left: the oldest active job is last.
+    const active = (await redis.lrange(`${queueKey}:active`, 0, -1)).reverse();
+    for (const key of this.#handledOrphans) {
+      if (key.startsWith(`${slot}/`) && !active.includes(key.slice(slot.length + 1))) this.#handledOrphans.delete(key);
+    }
+    const orphans: Array<{ id: string; batch: PacketBatch }> = [];
+    for (const id of active) {
+      if (id === jobId || this.#handledOrphans.has(`${slot}/${id}`)) continue;
+      const data = await redis.hget(`${queueKey}:${id}`, 'data');
+      if (data === null) continue; // finished and removed meanwhile
+      try {
+        orphans.push({ id, batch: decodeBatch(JSON.parse(data) as BatchJobData) });
+      } catch {
+        // not a packet batch: BullMQ fails it when it runs it
+      }
+    }
+    if (orphans.length > 0) this.#options.logger.warn({ slot, job: jobId, orphans: orphans.map((orphan) => orphan.id) }, 'processing orphaned active jobs first');
+    return orphans;
   }
 
   #burn(ms: number): void {
@@ -408,6 +469,9 @@ export class WarmWorker {
         consumer?.connection.disconnect();
       }));
       this.#consumers.clear();
+      // Store what the jobs committed before leaving (an adopter would, but a clean stop should not need one).
+      await Promise.all([...this.#outboxes.values()].map((outbox) => outbox.close(this.#options.outboxDrainMs)));
+      this.#outboxes.clear();
       await this.#persister?.close().catch((error: Error) => this.#options.logger.warn({ err: error.message }, 'latency flush failed'));
       await this.#cpu?.close();
       if (this.#redis !== null) {
