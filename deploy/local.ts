@@ -44,7 +44,9 @@ export class LocalProcess<Ready extends Record<string, unknown> = Record<string,
 
   async start(): Promise<Ready> {
     const logs = this.#options.logs ?? 'ignore';
-    const child = spawn(process.execPath, [CLI_ENTRY, ...this.#options.args], {
+    // ECGFAAS_CHILD_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the children; NODE_OPTIONS refuses such flags.
+    const nodeArgs = (process.env.ECGFAAS_CHILD_NODE_ARGS ?? '').split(' ').filter((arg) => arg !== '');
+    const child = spawn(process.execPath, [...nodeArgs, CLI_ENTRY, ...this.#options.args], {
       env: { ...process.env, ...this.#options.env },
       stdio: ['ignore', 'pipe', logs === 'inherit' ? 'inherit' : logs === 'ignore' ? 'ignore' : 'pipe'],
     });

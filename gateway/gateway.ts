@@ -86,6 +86,7 @@ export class Gateway {
       redis, keys: this.keys, gatewayId: this.id, now: () => clock.now(),
       clock: () => ({ offsetMs: clock.offsetMs, uncertaintyMs: clock.uncertaintyMs }),
       runId: () => this.#runId,
+      onError: (error) => logger.debug({ err: error.message }, 'queue connection error'),
     });
     this.#ingestor = ingestor;
     const metrics = new GatewayMetrics({ backlog: () => ingestor.backlog, waiting: () => hub.waiting, sse: () => hub.listeners });

@@ -36,6 +36,8 @@ export interface IngestorOptions {
   maxBatch?: number;
   /** Keep this many failed jobs per slot queue, with their errors. */
   keepFailed?: number;
+  /** Connection errors of the queues (Redis away): logged by the caller. */
+  onError?: (error: Error) => void;
 }
 
 export interface Accepted {
@@ -72,7 +74,7 @@ export class Ingestor {
   readonly stats: IngestStats = { flushes: 0, jobs: 0, packets: 0, duplicates: 0 };
 
   constructor(options: IngestorOptions) {
-    this.#options = { liveWindowMs: 15_000, dedupSeconds: 25 * 3600, maxBatch: 512, keepFailed: 10_000, ...options };
+    this.#options = { liveWindowMs: 15_000, dedupSeconds: 25 * 3600, maxBatch: 512, keepFailed: 10_000, onError: () => {}, ...options };
     this.#redis = withScripts(options.redis);
   }
 
@@ -213,6 +215,8 @@ export class Ingestor {
         prefix: keys.bullPrefix,
         defaultJobOptions: { removeOnComplete: true, removeOnFail: { count: this.#options.keepFailed } },
       });
+      // BullMQ prints connection errors with console.error unless someone listens; the gateway logs them.
+      queue.on('error', (error) => this.#options.onError(error));
       this.#queues.set(slot, queue);
     }
     return queue;
