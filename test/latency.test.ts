@@ -2,16 +2,16 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { Value } from '@sinclair/typebox/value';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LatencyRecordSchema, type LatencyRecord } from '../contracts/invocation.js';
+import type { LatencyRecord } from '../contracts/invocation.js';
 import { EmbeddedRedis } from '../queue/index.js';
 import {
   createS3Client, decodeLatencyEntry, EmbeddedS3, encodeLatencyEntry, latencyStreamKey, LatencyPersister, listRuns,
   readRoundTrips, readRunManifest, readRunRecords, segmentKey, writeRoundTrips, writeRunManifest, type S3Settings,
 } from '../storage/index.js';
 import { getText, listKeys } from '../storage/latency/objects.js';
+import { latencyRecord } from './support/latency-record.js';
 
 const BUCKET = 'latency-test';
 const T0 = 1_760_000_000_000;
@@ -19,43 +19,15 @@ const T0 = 1_760_000_000_000;
 /** A schema-valid record; seq and times derived from i so sort order and values are known. */
 function record(runId: string, i: number, overrides: Partial<LatencyRecord> = {}): LatencyRecord {
   const receivedAt = T0 + i * 7;
-  const r: LatencyRecord = {
-    runId,
-    invocationId: `${runId}-inv-${i}`,
-    monitorId: `m${i % 8}`,
-    session: 's1',
-    seq: i,
-    status: 'processed',
-    workerId: `w${i % 3}`,
-    vm: `vm${i % 3}`,
-    host: null,
-    hypervisor: i % 2 === 0 ? 'kvm' : 'xen-pv',
-    driver: 'local',
-    collocated: 1 + (i % 3),
-    extraComputeMs: 0,
-    batchSize: 1,
-    beats: 1,
-    abnormalBeats: 0,
-    episodeEvents: 0,
-    sentAt: null,
-    receivedAt,
-    enqueuedAt: receivedAt + 1,
-    startedAt: receivedAt + 3,
-    computedAt: receivedAt + 8,
-    storedAt: receivedAt + 9,
-    finishedAt: receivedAt + 10,
-    publishedAt: receivedAt + 11,
-    queueWaitMs: 2,
-    computeMs: 5,
-    storageWriteMs: 1,
-    serviceTimeMs: 11,
-    gatewayClock: { offsetMs: 0, uncertaintyMs: 0.5 },
-    workerClock: { offsetMs: 0, uncertaintyMs: 0.5 },
+  return latencyRecord({ runId, invocationId: `${runId}-inv-${i}`, seq: i, receivedAt, serviceTimeMs: 11 }, {
+    monitorId: `m${i % 8}`, session: 's1', workerId: `w${i % 3}`, vm: `vm${i % 3}`,
+    hypervisor: i % 2 === 0 ? 'kvm' : 'xen-pv', collocated: 1 + (i % 3),
+    enqueuedAt: receivedAt + 1, startedAt: receivedAt + 3, computedAt: receivedAt + 8, storedAt: receivedAt + 9, finishedAt: receivedAt + 10,
+    queueWaitMs: 2, computeMs: 5, storageWriteMs: 1,
+    gatewayClock: { offsetMs: 0, uncertaintyMs: 0.5 }, workerClock: { offsetMs: 0, uncertaintyMs: 0.5 },
     cpu: { processPct: 40, hostPct: 50, stealPct: 0 },
     ...overrides,
-  };
-  expect(Value.Check(LatencyRecordSchema, r)).toBe(true);
-  return r;
+  });
 }
 
 let directory: string;

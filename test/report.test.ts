@@ -2,12 +2,12 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { Value } from '@sinclair/typebox/value';
 import { Command } from 'commander';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { registerReportCommand } from '../cli/commands/report.js';
-import { LatencyRecordSchema, type HypervisorKind, type LatencyRecord } from '../contracts/invocation.js';
+import type { HypervisorKind, LatencyRecord } from '../contracts/invocation.js';
 import { buildReport, formatReport, writeReportFiles, type LatencyStats } from '../report/index.js';
+import { latencyRecord } from './support/latency-record.js';
 import { createS3Client, EmbeddedS3, segmentKey, writeRoundTrips, writeRunManifest } from '../storage/index.js';
 
 const T0 = 1_760_000_000_000;
@@ -15,44 +15,10 @@ let counter = 0;
 
 function record(serviceTimeMs: number, overrides: Partial<LatencyRecord> = {}): LatencyRecord {
   const i = counter++;
-  const receivedAt = T0 + i * 10;
-  const r: LatencyRecord = {
-    runId: 'run-1',
-    invocationId: `inv-${i}`,
-    monitorId: 'm1',
-    session: null,
-    seq: i,
-    status: 'processed',
-    workerId: 'w1',
-    vm: 'vm1',
-    host: 'host1',
-    hypervisor: 'kvm',
-    driver: 'libvirt',
-    collocated: 1,
-    extraComputeMs: 0,
-    batchSize: 1,
-    beats: 1,
-    abnormalBeats: 0,
-    episodeEvents: 0,
-    sentAt: null,
-    receivedAt,
-    enqueuedAt: receivedAt,
-    startedAt: receivedAt,
-    computedAt: receivedAt,
-    storedAt: receivedAt,
-    finishedAt: receivedAt,
-    publishedAt: receivedAt + serviceTimeMs,
-    queueWaitMs: serviceTimeMs / 4,
-    computeMs: serviceTimeMs / 2,
-    storageWriteMs: 1,
-    serviceTimeMs,
-    gatewayClock: { offsetMs: 0, uncertaintyMs: 1 },
-    workerClock: { offsetMs: 0, uncertaintyMs: 1 },
-    cpu: null,
-    ...overrides,
-  };
-  expect(Value.Check(LatencyRecordSchema, r)).toBe(true);
-  return r;
+  return latencyRecord(
+    { runId: 'run-1', invocationId: `inv-${i}`, seq: i, receivedAt: T0 + i * 10, serviceTimeMs },
+    { host: 'host1', driver: 'libvirt', ...overrides },
+  );
 }
 
 // Reference statistics computed here, independently of the report code.

@@ -4,11 +4,12 @@
  * on different guests can be compared honestly.
  */
 import { readFileSync } from 'node:fs';
-import { access, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
+import { exists, readOrNull } from './files.js';
 import { HYPERVISOR_KINDS, detectHypervisor } from './hypervisor.js';
 
 /** Packages whose versions shape the measurements (keep in step with `packages` in the schema). */
@@ -211,19 +212,3 @@ function coresFrom(quota: number, period: number): number | null {
   return Number.isFinite(quota) && Number.isFinite(period) && quota > 0 && period > 0 ? quota / period : null;
 }
 
-async function readOrNull(file: string): Promise<string | null> {
-  try {
-    return await readFile(file, 'utf8');
-  } catch {
-    return null;
-  }
-}
-
-async function exists(file: string): Promise<boolean> {
-  try {
-    await access(file);
-    return true;
-  } catch {
-    return false;
-  }
-}

@@ -14,7 +14,8 @@
  * under Xen.
  */
 import { execFile } from 'node:child_process';
-import { access, open, readFile } from 'node:fs/promises';
+import { exists, readTrimmed } from './files.js';
+import { open } from 'node:fs/promises';
 
 export const HYPERVISOR_KINDS = ['none', 'kvm', 'qemu', 'xen-pv', 'xen-hvm', 'other'] as const;
 export type HypervisorKind = (typeof HYPERVISOR_KINDS)[number];
@@ -261,22 +262,6 @@ function runSystemdDetectVirt(): Promise<string | null> {
   });
 }
 
-async function readTrimmed(file: string): Promise<string | null> {
-  try {
-    return (await readFile(file, 'utf8')).trim();
-  } catch {
-    return null;
-  }
-}
-
-async function exists(file: string): Promise<boolean> {
-  try {
-    await access(file);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** OEM ID (bytes 10-15) and OEM table ID (16-23) of an ACPI table header. */
 async function readAcpiOem(file: string): Promise<string | null> {
