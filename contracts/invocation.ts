@@ -19,6 +19,7 @@ export const BeatSchema = Type.Object({
   abnormal: Type.Boolean(),
   probability: Type.Number({ description: 'Probability of the label.' }),
   pAbnormal: Type.Number({ description: '1 - p(N).' }),
+  learning: Type.Optional(Type.Boolean({ description: 'One of the stream\'s first 8 beats (learning period): labelled, but it opens no episode.' })),
 });
 
 export const EpisodeEventSchema = Type.Object({

@@ -56,7 +56,14 @@ const REMEMBERED_SEQS = 64;
 const REMEMBERED_SESSIONS = 4;
 /** Storage scale for packets given in mV: µV resolution in int16 (±32 mV). */
 const MV_STORAGE_GAIN = 1000;
-const STATE_VERSION = 2;
+const STATE_VERSION = 3;
+/**
+ * Learning period: the first beats of a stream are classified without the patient's template (it
+ * forms over the first 8 beats) and, for the very first, without a previous RR interval; the model
+ * then calls nearly every stream's first beat V. Such beats keep their label (and are scored) but
+ * do not open an episode, so connecting a monitor does not raise a false alarm.
+ */
+export const LEARNING_BEATS = 8;
 
 interface EpisodeState {
   episodeId: string;
@@ -94,6 +101,7 @@ interface FunctionState {
   episode: EpisodeState | null;
   packetsProcessed: number;
   recentBeats: BeatResult[];
+  beatsClassified: number;
 }
 
 const packr = new Packr({ moreTypes: true, useRecords: false });
@@ -124,6 +132,7 @@ export class EcgFunction {
   #packetsProcessed = 0;
   /** Beats classified by earlier calls that still lie in the ring: an episode's start carries those of its window. */
   #recentBeats: BeatResult[] = [];
+  #beatsClassified = 0;
 
   constructor(options: EcgFunctionOptions) {
     this.monitorId = options.monitorId;
@@ -359,10 +368,13 @@ export class EcgFunction {
     const probabilities = await this.#classifier.classify(ready.map((beat) => beat.features));
     ready.forEach((beat, index) => {
       const result = this.#label(beat.sample, probabilities[index] as Float32Array);
+      const learning = this.#beatsClassified < LEARNING_BEATS;
+      this.#beatsClassified += 1;
+      if (learning) result.learning = true;
       beats.push(result);
       const pendingAt = this.#pendingBeats.indexOf(beat.sample);
       if (pendingAt >= 0) this.#pendingBeats.splice(0, pendingAt + 1);
-      if (result.abnormal) this.#onAbnormal(result.sample, events);
+      if (result.abnormal && !learning) this.#onAbnormal(result.sample, events);
     });
   }
 
@@ -445,6 +457,7 @@ export class EcgFunction {
       episode: this.#episode,
       packetsProcessed: this.#packetsProcessed,
       recentBeats: this.#recentBeats,
+      beatsClassified: this.#beatsClassified,
     };
     return packr.pack(state);
   }
@@ -457,6 +470,7 @@ export class EcgFunction {
     } catch (error) {
       throw new FunctionError('FN_BAD_CHECKPOINT', 'checkpoint does not decode', { cause: error });
     }
+    if (state?.version === 2) state = { ...state, version: STATE_VERSION, beatsClassified: Number.MAX_SAFE_INTEGER };
     if (state?.version !== STATE_VERSION) {
       throw new FunctionError('FN_BAD_CHECKPOINT', `checkpoint version ${String(state?.version)} is not ${STATE_VERSION}`);
     }
@@ -485,6 +499,7 @@ export class EcgFunction {
     fn.#episode = state.episode;
     fn.#packetsProcessed = state.packetsProcessed;
     fn.#recentBeats = state.recentBeats;
+    fn.#beatsClassified = state.beatsClassified;
     return fn;
   }
 }

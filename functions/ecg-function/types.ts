@@ -14,6 +14,8 @@ export interface BeatResult {
   probability: number;
   /** Probability of any class but N (1 - p(N)). */
   pAbnormal: number;
+  /** Set on the stream's first beats (the learning period): labelled, but they open no episode. */
+  learning?: boolean;
 }
 
 export interface EpisodeStart {
