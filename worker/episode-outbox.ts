@@ -48,6 +48,8 @@ export interface EpisodeOutboxOptions {
   batch?: number;
   /** Monitors written in parallel (default 16). */
   parallel?: number;
+  /** Shortest time between rounds (default 2 s): longer rounds carry several packets per episode, so one manifest write covers them. */
+  roundIntervalMs?: number;
 }
 
 export class EpisodeOutbox {
@@ -55,10 +57,11 @@ export class EpisodeOutbox {
   #running = false;
   #loop: Promise<void> | null = null;
   #wake: (() => void) | null = null;
+  #closeWake: (() => void) | null = null;
   stored = 0;
 
   constructor(options: EpisodeOutboxOptions) {
-    this.#o = { batch: 512, parallel: 16, ...options };
+    this.#o = { batch: 2048, parallel: 16, roundIntervalMs: 2000, ...options };
   }
 
   start(): void {
@@ -98,6 +101,7 @@ export class EpisodeOutbox {
           return;
         }
         this.stored += raw.length;
+        await this.#sleep(this.#o.roundIntervalMs, false);
       } catch (error) {
         // The store retried for its whole deadline: keep the entries and try again (never drop them).
         this.#o.logger.error({ slot, code: (error as { code?: string }).code, err: (error as Error).message }, 'episode storage failed; will retry');
@@ -121,7 +125,7 @@ export class EpisodeOutbox {
         const list = monitors[next++] as OutboxEntry[];
         for (const entry of list) {
           try {
-            await this.#o.episodes.write(entry.ctx, entry.seq, entry.input);
+            await this.#o.episodes.write(entry.ctx, entry.seq, entry.input, { deferManifest: true });
           } catch (error) {
             const code = (error as { code?: string }).code ?? 'UNKNOWN';
             // Storage unavailable: the round is retried. Anything else would fail the same way
@@ -138,20 +142,26 @@ export class EpisodeOutbox {
       }
     };
     await Promise.all(Array.from({ length: Math.min(this.#o.parallel, monitors.length) }, worker));
+    // One manifest write per open episode per round, not per packet: before the entries leave the outbox.
+    await this.#o.episodes.flushManifests();
     return entries.map((entry) => JSON.stringify(entry.record));
   }
 
-  #sleep(ms: number): Promise<void> {
+  /** Sleeps; a poke (new entries) or close ends it early when `wakeable`. */
+  #sleep(ms: number, wakeable = true): Promise<void> {
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.#wake = null;
         resolve();
       }, ms);
-      this.#wake = () => {
+      const wake = () => {
         clearTimeout(timer);
         this.#wake = null;
         resolve();
       };
+      // Between rounds only close wakes the storer (pokes would make every round one packet long).
+      this.#wake = wakeable ? wake : null;
+      if (!wakeable) this.#closeWake = wake;
     });
   }
 
@@ -179,6 +189,7 @@ export class EpisodeOutbox {
     }
     this.#running = false;
     this.#wake?.();
+    this.#closeWake?.();
     await this.#loop;
   }
 }

@@ -209,6 +209,8 @@ export class EpisodeStore {
   readonly #manifests = new Map<string, EpisodeManifest>();
   /** Monitors whose marker object this store has written. */
   readonly #markers = new Set<string>();
+  /** Manifests written with deferManifest and not yet flushed. */
+  readonly #dirty = new Set<string>();
 
   constructor(options: EpisodeStoreOptions) {
     this.#client = options.client;
@@ -222,17 +224,29 @@ export class EpisodeStore {
    * beats. Idempotent: the same call again writes byte-identical objects under the same keys (and
    * leaves a manifest that already includes this seq alone), so a retried job is safe.
    */
-  async write(ctx: EpisodeContext, seq: number, result: EpisodeWriteInput): Promise<EpisodeWriteResult> {
+  async write(ctx: EpisodeContext, seq: number, result: EpisodeWriteInput, options: { deferManifest?: boolean } = {}): Promise<EpisodeWriteResult> {
     const started = performance.now();
     checkContext(ctx);
     if (!Number.isSafeInteger(seq) || seq < 0) throw new StorageError('EPISODE_BAD_INPUT', `seq ${seq} is not a non-negative integer`);
     const tally: Tally = { objects: 0, bytes: 0, requests: 0, retries: 0 };
     const groups = groupEvents(ctx, result.events);
-    for (const group of groups) await this.#writeEpisode(ctx, seq, group, result, tally);
+    for (const group of groups) await this.#writeEpisode(ctx, seq, group, result, tally, options.deferManifest === true);
     return {
       objects: tally.objects, bytes: tally.bytes, ms: performance.now() - started,
       requests: tally.requests, retries: tally.retries, episodes: groups.map((group) => group.id),
     };
+  }
+
+  /** Writes the manifests that writes with `deferManifest` left in memory; returns how many. */
+  async flushManifests(): Promise<number> {
+    const keys = [...this.#dirty];
+    const tally = newTally();
+    await mapLimit(keys, READ_CONCURRENCY, async (key) => {
+      const manifest = this.#manifests.get(key);
+      if (manifest !== undefined) await this.#put(key, `${JSON.stringify(canonicalManifest(manifest), null, 2)}\n`, 'application/json', tally as Tally);
+      this.#dirty.delete(key);
+    });
+    return keys.length;
   }
 
   /** Every stored episode (optionally of one monitor), newest first. */
@@ -284,7 +298,7 @@ export class EpisodeStore {
     return files.map(([file]) => file);
   }
 
-  async #writeEpisode(ctx: EpisodeContext, seq: number, group: EpisodeGroup, result: EpisodeWriteInput, tally: Tally): Promise<void> {
+  async #writeEpisode(ctx: EpisodeContext, seq: number, group: EpisodeGroup, result: EpisodeWriteInput, tally: Tally, deferManifest: boolean): Promise<void> {
     const keys = new EpisodeKeys(this.#prefix, group.ref);
     const part = buildPart(group, seq, result);
     if (group.start !== null && !this.#markers.has(ctx.monitorId)) {
@@ -320,12 +334,22 @@ export class EpisodeStore {
     } else {
       manifest = updateManifest(ctx, seq, previous, part);
     }
-    await this.#put(keys.manifest, `${JSON.stringify(canonicalManifest(manifest), null, 2)}\n`, 'application/json', tally);
+    if (deferManifest && manifest.end === null) {
+      // An open episode's manifest may lag its parts until flushManifests(): the caller (the
+      // outbox storer) flushes once per round, and re-applies its entries after a crash.
+      this.#dirty.add(keys.manifest);
+    } else {
+      await this.#put(keys.manifest, `${JSON.stringify(canonicalManifest(manifest), null, 2)}\n`, 'application/json', tally);
+      this.#dirty.delete(keys.manifest);
+    }
     this.#manifests.delete(keys.manifest);
     if (manifest.end === null) {
       this.#manifests.set(keys.manifest, manifest);
       // Bounded: the oldest entries (Map keeps insertion order) go first; a miss only costs a GET.
-      if (this.#manifests.size > MANIFEST_CACHE_SIZE) this.#manifests.delete(this.#manifests.keys().next().value as string);
+      if (this.#manifests.size > MANIFEST_CACHE_SIZE) {
+        const oldest = this.#manifests.keys().next().value as string;
+        if (!this.#dirty.has(oldest)) this.#manifests.delete(oldest);
+      }
     }
   }
 
