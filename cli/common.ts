@@ -67,6 +67,15 @@ export function parseInteger(value: string, what: string): number {
   return Number(value);
 }
 
+/** A commander option parser: an integer within [min, max], else a usage error naming the flag. */
+export function integerOption(what: string, min: number, max = Number.MAX_SAFE_INTEGER): (value: string) => number {
+  return (value) => {
+    const n = parseInteger(value, what);
+    if (n < min || n > max) throw new CliError('CLI_BAD_NUMBER', `${what} must be ${min}..${max}, not ${n}`, 2);
+    return n;
+  };
+}
+
 export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value)}\n`);
 }

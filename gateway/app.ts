@@ -61,7 +61,9 @@ export async function buildGatewayApp(options: GatewayAppOptions) {
     disableRequestLogging: true,
     bodyLimit: BODY_LIMIT_BYTES,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
-    return503OnClosing: true,
+    // Our handler answers requests that arrive while closing (503 SHUTTING_DOWN with a code and
+    // Retry-After); fastify's own 503 would carry neither.
+    return503OnClosing: false,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.removeContentTypeParser('text/plain');
@@ -91,9 +93,6 @@ export async function buildGatewayApp(options: GatewayAppOptions) {
     });
   });
   app.setNotFoundHandler((request, reply) => reply.code(404).send({ statusCode: 404, code: 'NOT_FOUND', error: 'Not Found', message: `no route ${request.method} ${request.url.split('?')[0]}` }));
-  app.addHook('onClose', async () => {
-    closing = true;
-  });
   // Open SSE streams, each with the function that ends it. Fix: the events route used to call
   // app.addHook('onClose') per request, which fastify refuses once the app listens (the handler threw
   // FST_ERR_INSTANCE_ALREADY_LISTENING after the stream had started), so no stream was ever ended on
@@ -101,6 +100,7 @@ export async function buildGatewayApp(options: GatewayAppOptions) {
   // in preClose: fastify's onClose closes the server first and waits for open connections.
   const sseStreams = new Set<() => void>();
   app.addHook('preClose', async () => {
+    closing = true;
     for (const endStream of [...sseStreams]) endStream();
   });
 
@@ -126,7 +126,7 @@ export async function buildGatewayApp(options: GatewayAppOptions) {
     attachValidation: false,
   }, async (request, reply) => {
     const receivedAt = options.now();
-    if (closing) throw new GatewayError('SHUTTING_DOWN', 'the gateway is shutting down');
+    if (closing) throw new GatewayError('SHUTTING_DOWN', 'the gateway is shutting down', { retryAfterSeconds: 1 });
     const { monitorId } = request.params;
     const contentType = (request.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
     let packet: AdcPacket;

@@ -7,6 +7,7 @@ import { hostname } from 'node:os';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { RedisClock } from '../queue/clock.js';
+import { connectRedis } from '../queue/connect.js';
 import { Ingestor } from '../queue/ingest.js';
 import { RedisKeys } from '../queue/keys.js';
 import { buildGatewayApp, type GatewayApp, type GatewayAppOptions } from './app.js';
@@ -66,11 +67,11 @@ export class Gateway {
     });
     redis.on('error', (error) => logger.warn({ err: error.message }, 'redis connection error'));
     this.#redis = redis;
-    await redis.connect();
+    await connectRedis(redis, redisUrl);
     const subscriber = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: null, retryStrategy: (times) => Math.min(100 * times, 1000) });
     subscriber.on('error', () => {});
     this.#subscriber = subscriber;
-    await subscriber.connect();
+    await connectRedis(subscriber, redisUrl);
 
     const clock = new RedisClock(redis, {});
     await clock.start();

@@ -38,15 +38,8 @@ export interface ReplayHooks {
   signal?: AbortSignal | undefined;
 }
 
-export interface ReplayProgress {
+export interface ReplayProgress extends PacketCounts {
   elapsedMs: number;
-  planned: number;
-  sent: number;
-  accepted: number;
-  failed: number;
-  duplicates: number;
-  rejected429: number;
-  unanswered: number;
   deadlineMisses: number;
   outstanding: number;
   /** Live p99 of round trips so far (log-bucket estimate, within 1 %). */

@@ -160,15 +160,11 @@ export class EmbeddedStack {
     const deadline = Date.now() + timeoutMs;
     return this.#withRedis(async (redis) => {
       for (;;) {
-        const slots = await redis.zrange(this.keys.slots, '0', '-1');
-        let pending = 0;
-        for (const slot of slots) {
-          const queue = new Queue(this.keys.queueName(slot), { connection: redis, prefix: this.keys.bullPrefix });
+        const pending = await this.#sumOverSlots(redis, async (queue, slot) => {
           const counts = await queue.getJobCounts('wait', 'active', 'delayed', 'prioritized');
-          pending += Object.values(counts).reduce((a, b) => a + b, 0);
-          // Episode writes committed but not yet in S3.
-          pending += await redis.llen(this.keys.outbox(slot));
-        }
+          // Plus the episode writes committed but not yet in S3.
+          return Object.values(counts).reduce((a, b) => a + b, 0) + await redis.llen(this.keys.outbox(slot));
+        });
         if (pending === 0) return true;
         if (Date.now() > deadline) return false;
         await new Promise((resolve) => setTimeout(resolve, 200));
@@ -178,14 +174,21 @@ export class EmbeddedStack {
 
   /** Failed jobs across slots (they stay visible with their error). */
   async failedJobs(): Promise<number> {
-    return this.#withRedis(async (redis) => {
-      let failed = 0;
-      for (const slot of await redis.zrange(this.keys.slots, '0', '-1')) {
-        const queue = new Queue(this.keys.queueName(slot), { connection: redis, prefix: this.keys.bullPrefix });
-        failed += await queue.getFailedCount();
+    return this.#withRedis((redis) => this.#sumOverSlots(redis, (queue) => queue.getFailedCount()));
+  }
+
+  /** Sums `count` over every slot's queue (a BullMQ Queue on the given connection, closed after). */
+  async #sumOverSlots(redis: Redis, count: (queue: Queue, slot: string) => Promise<number>): Promise<number> {
+    let total = 0;
+    for (const slot of await redis.zrange(this.keys.slots, '0', '-1')) {
+      const queue = new Queue(this.keys.queueName(slot), { connection: redis, prefix: this.keys.bullPrefix });
+      try {
+        total += await count(queue, slot);
+      } finally {
+        await queue.close();
       }
-      return failed;
-    });
+    }
+    return total;
   }
 
   async #withRedis<T>(use: (redis: Redis) => Promise<T>): Promise<T> {

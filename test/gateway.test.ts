@@ -637,7 +637,15 @@ describe('gateway over real HTTP', () => {
       expect((await sse.open(`${to}/v1/monitors/gw-idle/events`)).status).toBe(200);
       expect(await sse.waitFor(() => sse.comments.includes('monitor gw-idle'), 2000)).toBe(true);
       // A bedside display never hangs up by itself: closing must end its stream, not wait for it.
-      const closed = await Promise.race([idle.close().then(() => true), sleep(3000).then(() => false)]);
+      const closing = idle.close();
+      // A packet arriving while the gateway closes: our 503 with its code and Retry-After, not fastify's bare one.
+      const during = await idle.app?.inject({
+        method: 'POST', url: '/v1/monitors/gw-idle/packets', headers: { 'content-type': BINARY_CONTENT_TYPE }, payload: encodePacket(packetOf(1, 1)),
+      });
+      expect(during?.statusCode).toBe(503);
+      expect(during?.json()).toMatchObject({ statusCode: 503, code: 'SHUTTING_DOWN' });
+      expect(during?.headers['retry-after']).toBe('1');
+      const closed = await Promise.race([closing.then(() => true), sleep(3000).then(() => false)]);
       expect(closed, 'Gateway.close() returned within 3 s with an SSE client connected').toBe(true);
       expect(await sse.waitFor(() => sse.endedByServer, 2000), 'the server ended the SSE stream').toBe(true);
     } finally {

@@ -14,12 +14,14 @@ import { Packr } from 'msgpackr';
 import type { Logger } from 'pino';
 import { decodePacket, toEcgPacket } from '../contracts/packet-binary.js';
 import type { EcgPacket } from '../contracts/packet.js';
+import { EcgFaasError } from '../contracts/errors.js';
 import type { DeployDriver, HypervisorKind, InvocationResult, LatencyRecord } from '../contracts/invocation.js';
 import { FunctionError, type PacketResult } from '../functions/ecg-function/index.js';
 import { BeatClassifier } from '../functions/model/index.js';
 import { decodeBatch, type BatchJobData, type PacketBatch, type PacketEnvelope } from '../queue/envelope.js';
 import { RedisKeys } from '../queue/keys.js';
 import { RedisClock } from '../queue/clock.js';
+import { connectRedis } from '../queue/connect.js';
 import { withScripts } from '../queue/scripts.js';
 import type { EpisodeStore } from '../storage/index.js';
 import { latencyStreamKey, encodeLatencyEntry, LatencyPersister } from '../storage/index.js';
@@ -75,7 +77,6 @@ interface Computed {
   errorCode: string | null;
   startedAt: number;
   computedAt: number;
-  storedAt: number;
   /** The checkpoint or replay-log op of this packet (empty when the state did not change). */
   stateOp: Array<string | Buffer | number>;
 }
@@ -136,8 +137,13 @@ export class WarmWorker {
     const { logger } = this.#options;
     this.#redis = withScripts(new Redis(this.#options.redisUrl, { maxRetriesPerRequest: null, lazyConnect: true }));
     this.#redis.on('error', (error) => logger.warn({ err: error.message }, 'redis connection error'));
-    await this.#redis.connect();
-    this.#clock = new RedisClock(this.#redis, {});
+    await connectRedis(this.#redis, this.#options.redisUrl).catch((error: unknown) => {
+      // Nothing to hand back or flush on close: forget the client (its commands would wait forever).
+      this.#redis = null;
+      throw error;
+    });
+    // Refreshed by the heartbeat (#beat), not by a timer of its own as well.
+    this.#clock = new RedisClock(this.#redis, { refreshMs: 0 });
     await this.#clock.start();
     this.#classifier = await BeatClassifier.load(this.#options.modelPath);
     const clock = this.#clock;
@@ -153,7 +159,7 @@ export class WarmWorker {
     });
     await this.#persister.start();
     if ((await this.#redis.lease(this.#keys.slotLease(this.slot), this.#keys.slots, this.id, this.#options.leaseMs, this.slot, 'own')) !== 1) {
-      throw new FunctionError('WORKER_SLOT_TAKEN', `slot ${this.slot} is held by another worker`);
+      throw new EcgFaasError('WORKER_SLOT_TAKEN', `slot ${this.slot} is held by another worker`);
     }
     this.#consume(this.slot);
     await this.#beat();
@@ -289,7 +295,7 @@ export class WarmWorker {
             warm.sinceCheckpoint += 1;
           }
         }
-        done.push({ envelope, enqueuedAt, batchSize, warm, packet, result, status, errorCode, startedAt, computedAt, storedAt: computedAt, stateOp });
+        done.push({ envelope, enqueuedAt, batchSize, warm, packet, result, status, errorCode, startedAt, computedAt, stateOp });
       }
       if (done.length === 0) {
         for (const orphan of orphans) this.#handledOrphans.add(`${slot}/${orphan.id}`);
@@ -306,7 +312,7 @@ export class WarmWorker {
       let episodeWrites = 0;
       for (const item of done) {
         ops.push(...item.stateOp);
-        const record = this.#record(item, item.enqueuedAt, item.batchSize, publishedAt);
+        const record = this.#record(item, publishedAt);
         const json = JSON.stringify(this.#result(item, record));
         ops.push('R', this.#keys.result(item.envelope.invocationId), json, this.#options.resultTtlSeconds);
         const events = item.result?.events ?? [];
@@ -389,10 +395,11 @@ export class WarmWorker {
     while (performance.now() < until) { /* spin */ }
   }
 
-  #record(item: Computed, enqueuedAt: number, batchSize: number, publishedAt: number): LatencyRecord {
+  /** The invocation's latency record; a packet with episode writes gets storedAt from the outbox's storer. */
+  #record(item: Computed, publishedAt: number): LatencyRecord {
     const facts = this.#facts as HostFacts;
     const cpu = this.#cpu?.latest() ?? null;
-    const { envelope, result, packet } = item;
+    const { envelope, result, packet, enqueuedAt, batchSize } = item;
     const beats = result?.beats ?? [];
     return {
       runId: envelope.runId,
@@ -417,12 +424,12 @@ export class WarmWorker {
       enqueuedAt,
       startedAt: item.startedAt,
       computedAt: item.computedAt,
-      storedAt: item.storedAt,
-      finishedAt: item.storedAt,
+      storedAt: item.computedAt,
+      finishedAt: item.computedAt,
       publishedAt,
       queueWaitMs: item.startedAt - enqueuedAt,
       computeMs: item.computedAt - item.startedAt,
-      storageWriteMs: item.storedAt - item.computedAt,
+      storageWriteMs: 0,
       serviceTimeMs: publishedAt - envelope.receivedAt,
       gatewayClock: envelope.gatewayClock,
       workerClock: { offsetMs: this.#clock?.offsetMs ?? 0, uncertaintyMs: this.#clock?.uncertaintyMs ?? 0 },

@@ -4,7 +4,7 @@ import { Command } from 'commander';
 import { createProgressBar, type ProgressDisplay } from '../../replay/progress.js';
 import { EmbeddedStack } from '../../stack/index.js';
 import { newRunId, runOnStack, type RunOutcome } from '../../stack/run.js';
-import { CliError, PACKAGE_ROOT, parseInteger, printJson, requireDirectory, resolveRecords } from '../common.js';
+import { CliError, integerOption, PACKAGE_ROOT, parseInteger, printJson, requireDirectory, resolveRecords } from '../common.js';
 import { abortOnSignal, createLogger, untilSignal } from '../runtime.js';
 
 interface CommonFlags {
@@ -137,8 +137,8 @@ export function registerStack(program: Command): void {
     .action(async (flags: { workers: string; port: string; extraComputeMs: string; store: string }) => {
       const logger = createLogger('up');
       const stack = new EmbeddedStack({
-        dir: flags.store, workers: parseInteger(flags.workers, '--workers'), gatewayPort: parseInteger(flags.port, '--port'),
-        extraComputeMs: parseInteger(flags.extraComputeMs, '--extra-compute-ms'), logger, childLogLevel: 'info',
+        dir: flags.store, workers: integerOption('--workers', 1)(flags.workers), gatewayPort: integerOption('--port', 0, 65535)(flags.port),
+        extraComputeMs: integerOption('--extra-compute-ms', 0)(flags.extraComputeMs), logger, childLogLevel: 'info',
       });
       const stopped = untilSignal();
       try {

@@ -3,21 +3,13 @@ import { Command, Option } from 'commander';
 import { Gateway } from '../../gateway/index.js';
 import { createS3Client, EmbeddedS3, EpisodeStore, s3SettingsFromEnv } from '../../storage/index.js';
 import { WarmWorker } from '../../worker/index.js';
-import { CliError, resolveModelPath } from '../common.js';
+import { CliError, integerOption, resolveModelPath } from '../common.js';
 import { createLogger, untilSignal } from '../runtime.js';
 
 function redisUrlOf(value: string | undefined): string {
   const url = value ?? process.env.REDIS_URL;
   if (url === undefined || !/^rediss?:\/\//.test(url)) throw new CliError('CLI_NO_REDIS', 'give --redis redis://host:port (or set REDIS_URL)');
   return url;
-}
-
-function nonNegative(name: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isFinite(n) || n < 0) throw new CliError('CLI_BAD_NUMBER', `${name} must be a number >= 0, not "${value}"`);
-    return n;
-  };
 }
 
 /** Prints one JSON line on stdout when ready: the local deploy driver waits for it. */
@@ -31,12 +23,12 @@ export function registerWorker(program: Command): void {
     .description('Run a warm worker: loads the model once, consumes its queue slot, keeps per-monitor function state (S3 from ECGFAAS_S3_* / AWS_* env)')
     .option('--redis <url>', 'Redis URL (default: REDIS_URL)')
     .option('--model <name|path>', 'ONNX model: default, paper, or a path', 'default')
-    .option('--extra-compute-ms <ms>', 'burn this much CPU per packet (the paper\'s classifier took ~305 ms)', nonNegative('--extra-compute-ms'), 0)
+    .option('--extra-compute-ms <ms>', 'burn this much CPU per packet (the paper\'s classifier took ~305 ms)', integerOption('--extra-compute-ms', 0), 0)
     .addOption(new Option('--driver <driver>', 'the deploy driver that started this worker (recorded in every latency record)').choices(['local', 'libvirt']).default('local'))
     .option('--host <name>', 'physical host, when the deployer knows it')
     .option('--worker-id <id>', 'worker id (default: hostname-pid-random)')
-    .option('--checkpoint-every <n>', 'packets between full checkpoints of a monitor', nonNegative('--checkpoint-every'), 30)
-    .option('--result-ttl <s>', 'seconds results stay readable at GET /v1/invocations/:id', nonNegative('--result-ttl'), 300)
+    .option('--checkpoint-every <n>', 'packets between full checkpoints of a monitor', integerOption('--checkpoint-every', 1), 30)
+    .option('--result-ttl <s>', 'seconds results stay readable at GET /v1/invocations/:id', integerOption('--result-ttl', 1), 300)
     .option('--prefix <prefix>', 'Redis key prefix', 'ecgfaas')
     .action(async (options: {
       redis?: string; model: string; extraComputeMs: number; driver: 'local' | 'libvirt'; host?: string; workerId?: string; checkpointEvery: number;
@@ -55,8 +47,8 @@ export function registerWorker(program: Command): void {
         driver: options.driver,
         host: options.host ?? null,
         extraComputeMs: options.extraComputeMs,
-        checkpointEvery: Math.max(1, Math.round(options.checkpointEvery)),
-        resultTtlSeconds: Math.max(1, Math.round(options.resultTtl)),
+        checkpointEvery: options.checkpointEvery,
+        resultTtlSeconds: options.resultTtl,
         ...(options.workerId !== undefined ? { workerId: options.workerId } : {}),
       });
       const stopped = untilSignal();
@@ -76,8 +68,8 @@ export function registerWorker(program: Command): void {
     .description('Run a gateway: the HTTP API devices post packets to')
     .option('--redis <url>', 'Redis URL (default: REDIS_URL)')
     .option('--host <host>', 'address to listen on', '127.0.0.1')
-    .option('--port <port>', 'port (0: a free one)', nonNegative('--port'), 8080)
-    .option('--wait-timeout-ms <ms>', 'longest a ?wait=1 request waits for its result', nonNegative('--wait-timeout-ms'), 1000)
+    .option('--port <port>', 'port (0: a free one)', integerOption('--port', 0, 65535), 8080)
+    .option('--wait-timeout-ms <ms>', 'longest a ?wait=1 request waits for its result', integerOption('--wait-timeout-ms', 0), 1000)
     .option('--prefix <prefix>', 'Redis key prefix', 'ecgfaas')
     .action(async (options: { redis?: string; host: string; port: number; waitTimeoutMs: number; prefix: string }) => {
       const logger = createLogger('gateway');
@@ -103,7 +95,7 @@ export function registerS3Server(program: Command): void {
     .command('s3')
     .description('Serve the embedded S3-compatible store (s3rver) from a directory on a loopback port')
     .requiredOption('--dir <dir>', 'where the objects live')
-    .option('--port <port>', 'port (0: a free one)', nonNegative('--port'), 0)
+    .option('--port <port>', 'port (0: a free one)', integerOption('--port', 0, 65535), 0)
     .option('--bucket <name>', 'bucket to create', 'ecgfaas')
     .action(async (options: { dir: string; port: number; bucket: string }) => {
       const store = new EmbeddedS3({ directory: options.dir, port: options.port, bucket: options.bucket });
