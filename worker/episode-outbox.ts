@@ -48,8 +48,6 @@ export interface EpisodeOutboxOptions {
   batch?: number;
   /** Monitors written in parallel (default 16). */
   parallel?: number;
-  /** Pause between rounds (default 0). Longer rounds carry several packets per episode under one manifest write, but on this event loop their bursts of S3 calls delayed jobs: measured p99 98 ms -> 220-430 ms at 120 monitors with 1-2 s rounds (docs/BENCHMARKS.md). */
-  roundIntervalMs?: number;
 }
 
 export class EpisodeOutbox {
@@ -57,11 +55,10 @@ export class EpisodeOutbox {
   #running = false;
   #loop: Promise<void> | null = null;
   #wake: (() => void) | null = null;
-  #closeWake: (() => void) | null = null;
   stored = 0;
 
   constructor(options: EpisodeOutboxOptions) {
-    this.#o = { batch: 2048, parallel: 16, roundIntervalMs: 0, ...options };
+    this.#o = { batch: 2048, parallel: 16, ...options };
   }
 
   start(): void {
@@ -100,8 +97,10 @@ export class EpisodeOutbox {
           this.#running = false;
           return;
         }
+        // Rounds run back to back: pausing between them (so a round carries several packets of an
+        // episode under one manifest write) saved CPU but its bursts of S3 calls delayed the jobs on
+        // this event loop (docs/BENCHMARKS.md); a backlog still gives rounds several packets each.
         this.stored += raw.length;
-        await this.#sleep(this.#o.roundIntervalMs, false);
       } catch (error) {
         // The store retried for its whole deadline: keep the entries and try again (never drop them).
         this.#o.logger.error({ slot, code: (error as { code?: string }).code, err: (error as Error).message }, 'episode storage failed; will retry');
@@ -147,21 +146,18 @@ export class EpisodeOutbox {
     return entries.map((entry) => JSON.stringify(entry.record));
   }
 
-  /** Sleeps; a poke (new entries) or close ends it early when `wakeable`. */
-  #sleep(ms: number, wakeable = true): Promise<void> {
+  /** Sleeps; a poke (new entries) or close ends it early. */
+  #sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.#wake = null;
         resolve();
       }, ms);
-      const wake = () => {
+      this.#wake = () => {
         clearTimeout(timer);
         this.#wake = null;
         resolve();
       };
-      // Between rounds only close wakes the storer (pokes would make every round one packet long).
-      this.#wake = wakeable ? wake : null;
-      if (!wakeable) this.#closeWake = wake;
     });
   }
 
@@ -189,7 +185,6 @@ export class EpisodeOutbox {
     }
     this.#running = false;
     this.#wake?.();
-    this.#closeWake?.();
     await this.#loop;
   }
 }
