@@ -22,6 +22,8 @@ export interface GatewayOptions extends Pick<GatewayAppOptions, 'waitTimeoutMs' 
   port?: number;
   logger: Logger;
   gatewayId?: string;
+  /** See IngestorOptions.flushWindowMs. */
+  flushWindowMs?: number;
 }
 
 export class Gateway {
@@ -87,6 +89,7 @@ export class Gateway {
       redis, keys: this.keys, gatewayId: this.id, now: () => clock.now(),
       clock: () => ({ offsetMs: clock.offsetMs, uncertaintyMs: clock.uncertaintyMs }),
       runId: () => this.#runId,
+      ...(this.#options.flushWindowMs !== undefined ? { flushWindowMs: this.#options.flushWindowMs } : {}),
       onError: (error) => logger.debug({ err: error.message }, 'queue connection error'),
     });
     this.#ingestor = ingestor;

@@ -95,7 +95,30 @@ for i = 3, #ARGV do redis.call('XADD', KEYS[3], '*', 'r', ARGV[i]) end
 return 1
 `;
 
+/**
+ * Duplicate check of a whole flush in one call (not one GETBIT per packet: each command costs the
+ * gateway more CPU than Redis spends on it). ARGV: key, bit, key, bit, ... → one 0/1 per pair.
+ */
+const DEDUP_CHECK = `
+local out = {}
+for i = 1, #ARGV, 2 do out[#out + 1] = redis.call('GETBIT', ARGV[i], tonumber(ARGV[i+1])) end
+return out
+`;
+
+/** Marks a flush's accepted packets (after their add resolved). ARGV: ttlSeconds, key, bit, ... */
+const DEDUP_MARK = `
+local ttl = tonumber(ARGV[1])
+local touched = {}
+for i = 2, #ARGV, 2 do
+  redis.call('SETBIT', ARGV[i], tonumber(ARGV[i+1]), 1)
+  if not touched[ARGV[i]] then touched[ARGV[i]] = true; redis.call('EXPIRE', ARGV[i], ttl) end
+end
+return 1
+`;
+
 export interface PlatformScripts {
+  dedupCheck(...keysAndBits: Array<string | number>): Promise<number[]>;
+  dedupMark(ttlSeconds: number, ...keysAndBits: Array<string | number>): Promise<number>;
   assign(assignments: string, slotLoad: string, slots: string, monitorId: string, liveWindowMs: number): Promise<string | null>;
   lease(leaseKey: string, slots: string, owner: string, ttlMs: number, slot: string, mode: 'own' | 'adopt'): Promise<number>;
   release(leaseKey: string, owner: string): Promise<number>;
@@ -111,6 +134,8 @@ export function withScripts(redis: Redis): Redis & PlatformScripts {
   redis.defineCommand('lease', { numberOfKeys: 2, lua: LEASE });
   redis.defineCommand('release', { numberOfKeys: 1, lua: RELEASE });
   redis.defineCommand('commit', { numberOfKeys: 0, lua: COMMIT });
+  redis.defineCommand('dedupCheck', { numberOfKeys: 0, lua: DEDUP_CHECK });
+  redis.defineCommand('dedupMark', { numberOfKeys: 0, lua: DEDUP_MARK });
   redis.defineCommand('outboxDone', { numberOfKeys: 3, lua: OUTBOX_DONE });
   r.__ecgfaasScripts = true;
   return r;

@@ -26,6 +26,8 @@ export interface StackOptions {
   extraComputeMs?: number;
   gatewayPort?: number;
   waitTimeoutMs?: number;
+  /** The gateway's enqueue window (ms; default: the gateway's). */
+  flushWindowMs?: number;
   model?: string;
   logger: Logger;
   /** The run new invocations are attributed to from the start (see setRun). */
@@ -43,7 +45,9 @@ export interface StackInfo {
 }
 
 export class EmbeddedStack {
-  readonly #options: Required<Omit<StackOptions, 'redisUrl' | 'redisDir' | 'runId'>> & { redisUrl: string | undefined; redisDir: string; runId: string | undefined };
+  readonly #options: Required<Omit<StackOptions, 'redisUrl' | 'redisDir' | 'runId' | 'flushWindowMs'>> & {
+    redisUrl: string | undefined; redisDir: string; runId: string | undefined; flushWindowMs: number | undefined;
+  };
   readonly keys: RedisKeys;
   #redis: EmbeddedRedis | null = null;
   #s3: LocalProcess<{ endpoint: string; bucket: string }> | null = null;
@@ -58,6 +62,7 @@ export class EmbeddedStack {
       dir, workers: 2, keyPrefix: 'ecgfaas', extraComputeMs: 0, gatewayPort: 0, waitTimeoutMs: 1000, model: 'default',
       appendfsync: 'everysec', childLogLevel: 'warn', ...options,
       redisUrl: options.redisUrl ?? process.env.REDIS_URL, redisDir: options.redisDir ?? path.join(dir, 'redis'), runId: options.runId,
+      flushWindowMs: options.flushWindowMs,
     };
     this.keys = new RedisKeys(this.#options.keyPrefix);
   }
@@ -97,7 +102,8 @@ export class EmbeddedStack {
       const workers = Array.from({ length: this.#options.workers }, () => this.addWorker());
       this.#gateway = new LocalProcess({
         args: ['gateway', '--redis', redisUrl, '--port', String(this.#options.gatewayPort), '--prefix', this.#options.keyPrefix,
-          '--wait-timeout-ms', String(this.#options.waitTimeoutMs)],
+          '--wait-timeout-ms', String(this.#options.waitTimeoutMs),
+          ...(this.#options.flushWindowMs !== undefined ? ['--flush-window-ms', String(this.#options.flushWindowMs)] : [])],
         env: this.#childEnv(),
         logs: path.join(dir, 'logs', 'gateway.log'),
       });

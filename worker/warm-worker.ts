@@ -105,6 +105,13 @@ export class WarmWorker {
   readonly #outboxes = new Map<string, EpisodeOutbox>();
   /** Orphaned jobs (`slot/jobId`) whose packets this worker has committed; BullMQ still holds them as active. */
   readonly #handledOrphans = new Set<string>();
+  /**
+   * Slots whose next job must first look for orphaned active jobs: a slot just taken (adopted from
+   * a dead worker, or our own after a restart), or one whose connection to Redis dropped (a fetch
+   * reply may have been lost). Otherwise no orphan can exist, and the check would cost a round trip
+   * per job.
+   */
+  readonly #orphanCheck = new Set<string>();
   #heartbeat: NodeJS.Timeout | null = null;
   #beating: Promise<void> | null = null;
   #closing: Promise<void> | null = null;
@@ -137,6 +144,9 @@ export class WarmWorker {
     const { logger } = this.#options;
     this.#redis = withScripts(new Redis(this.#options.redisUrl, { maxRetriesPerRequest: null, lazyConnect: true }));
     this.#redis.on('error', (error) => logger.warn({ err: error.message }, 'redis connection error'));
+    this.#redis.on('close', () => {
+      for (const slot of this.#consumers.keys()) this.#orphanCheck.add(slot);
+    });
     await connectRedis(this.#redis, this.#options.redisUrl).catch((error: unknown) => {
       // Nothing to hand back or flush on close: forget the client (its commands would wait forever).
       this.#redis = null;
@@ -176,6 +186,8 @@ export class WarmWorker {
     if (this.#consumers.has(slot)) return;
     const connection = new Redis(this.#options.redisUrl, { maxRetriesPerRequest: null });
     connection.on('error', () => {});
+    this.#orphanCheck.add(slot);
+    connection.on('close', () => this.#orphanCheck.add(slot));
     const worker = new Worker<BatchJobData>(this.#keys.queueName(slot), (job, token) => this.#processJob(slot, job, token), {
       connection,
       prefix: this.#keys.bullPrefix,
@@ -254,7 +266,7 @@ export class WarmWorker {
     const touched = new Set<string>();
     try {
       // FIX (ordering after a crash): jobs this queue took before this one and never finished go first.
-      const orphans = await this.#orphanedBatches(slot, job.id);
+      const orphans = this.#orphanCheck.delete(slot) ? await this.#orphanedBatches(slot, job.id) : [];
       const queued = [...orphans, { id: job.id ?? '', batch }].flatMap(({ batch: each }) => each.packets.map((envelope) => ({
         envelope, enqueuedAt: each.enqueuedAt, batchSize: each.packets.length,
       })));
@@ -350,6 +362,8 @@ export class WarmWorker {
       if (!(error instanceof WaitingError)) {
         // Nothing of this job was committed: forget the in-memory progress so a retry starts from Redis.
         states.drop((warm) => touched.has(warm.monitorId));
+        // The job stays active until BullMQ retries it; later jobs must not overtake it.
+        this.#orphanCheck.add(slot);
       }
       throw error;
     }

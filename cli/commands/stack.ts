@@ -17,6 +17,7 @@ interface CommonFlags {
   extraComputeMs: string;
   deadlineMs: string;
   store: string;
+  flushWindowMs?: string;
   json?: boolean;
 }
 
@@ -31,6 +32,7 @@ function common(command: Command, defaults: { monitors: string; duration: string
     .option('--extra-compute-ms <ms>', 'CPU burnt per packet by the function (the paper: ~305)', '0')
     .option('--deadline-ms <ms>', 'round trip above which a packet misses its deadline', '1000')
     .option('--store <dir>', 'local state: the embedded S3 data (<dir>/s3) and logs (<dir>/logs)', '.ecgfaas')
+    .option('--flush-window-ms <ms>', "the gateway's enqueue window (default: the gateway's, 4)")
     .option('--json', 'print one JSON summary on stdout');
 }
 
@@ -51,7 +53,10 @@ async function runFromFlags(flags: CommonFlags, kind: 'demo' | 'bench', warmupS:
   let bar: ProgressDisplay | undefined;
   try {
     return await runOnStack({
-      stack: { dir: flags.store, workers, extraComputeMs },
+      stack: {
+        dir: flags.store, workers, extraComputeMs,
+        ...(flags.flushWindowMs !== undefined ? { flushWindowMs: integerOption('--flush-window-ms', 0, 1000)(flags.flushWindowMs) } : {}),
+      },
       logger, monitors, durationS, dataDir, records, seed: parseInteger(flags.seed, '--seed'), deadlineMs, warmupS,
       runPrefix: kind,
       signal: abort.signal,
