@@ -26,7 +26,7 @@ describe('an unreachable Redis at start-up', () => {
     const client = createS3Client({ endpoint: 'http://127.0.0.1:1', region: 'us-east-1', bucket: 'ecgfaas', forcePathStyle: true, accessKeyId: 'a', secretAccessKey: 'b' });
     const worker = new WarmWorker({
       redisUrl: `redis://127.0.0.1:${port}`, modelPath: path.join(root, 'models', 'default.onnx'),
-      episodes: new EpisodeStore({ client, bucket: 'ecgfaas' }), s3: { client, bucket: 'ecgfaas' }, logger: silent,
+      storage: { kind: 'inline', episodes: new EpisodeStore({ client, bucket: 'ecgfaas' }) }, s3: { client, bucket: 'ecgfaas' }, logger: silent,
     });
     await expect(worker.start()).rejects.toMatchObject({ code: 'REDIS_UNREACHABLE' });
     await worker.close();

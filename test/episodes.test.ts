@@ -341,6 +341,64 @@ describe('episode store: gaps, lost parts, unknown and open episodes', () => {
   });
 });
 
+describe('episode store: buffered writes (the outbox storer writes each episode as chunks, once per round)', () => {
+  const ctx3 = (): EpisodeContext => ({ ...ctx, monitorId: 'bed9', streamId: 'c3' });
+
+  it('stores record 119 in chunks: the same records and manifests as a write per packet, in far fewer objects', async () => {
+    const buffered = new EpisodeStore({ client, bucket: settings.bucket });
+    const c: EpisodeContext = { ...ctx, monitorId: 'mon-b' };
+    // The calls the first test stored one object per packet, now in rounds of 4 packets.
+    for (const [index, call] of calls.entries()) {
+      await buffered.write(c, call.seq, call.result, { bufferParts: true });
+      if (index % 4 === 3) await buffered.flush();
+    }
+    await buffered.flush({ all: true });
+    expect(buffered.pending).toBe(0);
+    const perPacket = await snapshot('episodes/mon-1/');
+    const chunked = await snapshot('episodes/mon-b/');
+    expect([...chunked.keys()].some((key) => key.includes('/chunks/'))).toBe(true);
+    // Only each episode's closing packet is an object of its own.
+    expect([...chunked.keys()].filter((key) => key.includes('/packets/')).length).toBeLessThanOrEqual(episodes.length);
+    expect(chunked.size).toBeLessThan(perPacket.size / 2);
+    for (const episode of episodes) {
+      const id = episode.id.replace('mon-1.', 'mon-b.');
+      const manifest = await buffered.get(id);
+      const reference = await store.get(episode.id);
+      expect({ ...manifest, id: null, monitor: null, record: null }).toEqual({ ...reference, id: null, monitor: null, record: null });
+      const out = path.join(scratch, 'chunked', id);
+      await buffered.download(id, out);
+      expect((await readRecord(out, manifest?.record as string)).signals).toEqual(episode.leads);
+      expect((await readAnnotations(out, manifest?.record as string)).map((a) => a.sample)).toEqual(episode.beats.map((b) => b.sample - episode.start.fromSample));
+    }
+  });
+
+  it('closes after a crash: a new store whose manifest lags the chunks, re-applying a packet already in one, closes with every sample once', async () => {
+    const c = ctx3();
+    const first = new EpisodeStore({ client, bucket: settings.bucket, manifestIntervalMs: 60_000 });
+    await first.write(c, 30, { events: [startOf('bed9', 1000, 1360, 1200)], beats: [beat(1200, 'V')] }, { bufferParts: true });
+    await first.write(c, 31, { events: [continueOf('bed9', 1000, 31, 1360, 1720)], beats: [beat(1500, 'N')] }, { bufferParts: true });
+    await first.write(c, 32, { events: [continueOf('bed9', 1000, 32, 1720, 2080)], beats: [] }, { bufferParts: true });
+    expect(await first.flush()).toEqual({ chunks: 1, manifests: 1 });
+    await first.write(c, 33, { events: [continueOf('bed9', 1000, 33, 2080, 2440)], beats: [beat(2200, 'N')] }, { bufferParts: true });
+    await first.write(c, 34, { events: [continueOf('bed9', 1000, 34, 2440, 2800)], beats: [] }, { bufferParts: true });
+    // The manifest is not due yet: stored, it still names packets 30-32 only.
+    expect(await first.flush()).toEqual({ chunks: 1, manifests: 0 });
+    expect(await first.get('bed9.c3.1000')).toMatchObject({ seqs: [[30, 32]], end: null });
+    // The worker dies here. Its adopter re-applies packet 34 (its outbox entry was not dropped yet) and closes.
+    const adopter = new EpisodeStore({ client, bucket: settings.bucket });
+    await adopter.write(c, 34, { events: [continueOf('bed9', 1000, 34, 2440, 2800)], beats: [] }, { bufferParts: true });
+    await adopter.write(c, 35, { events: [continueOf('bed9', 1000, 35, 2800, 3160), endOf('bed9', 1000, 3000, 1200)], beats: [beat(2900, 'N')] }, { bufferParts: true });
+    const closed = await adopter.get('bed9.c3.1000');
+    expect(closed).toMatchObject({ endSample: 3000, samples: 2000, gapSamples: 0, seqs: [[30, 35]], lastSeq: 35, beats: { N: 3, V: 1 } });
+    const out = path.join(scratch, 'crash');
+    await adopter.download('bed9.c3.1000', out);
+    expect((await readRecord(out, 'bed9_c3_1000')).signals).toEqual(leadsOver(1000, 3000));
+    expect((await readAnnotations(out, 'bed9_c3_1000')).map((a) => a.sample)).toEqual([200, 500, 1200, 1900]);
+    const keys = [...(await snapshot('episodes/bed9/c3.1000/chunks/')).keys()].map((key) => key.slice(key.lastIndexOf('/') + 1));
+    expect(keys).toEqual(['0000000000000031-0000000000000032.msgpack', '0000000000000033-0000000000000034.msgpack', '0000000000000034-0000000000000034.msgpack']);
+  });
+});
+
 describe('episode ids and record names', () => {
   it('parses ids back, and derives WFDB record names PhysioNet\'s tools take', () => {
     expect(parseEpisodeId('bed7.b2.1000')).toEqual({ monitorId: 'bed7', streamId: 'b2', fromSample: 1000 });

@@ -85,7 +85,7 @@ afterAll(async () => {
 
 function newWorker(): WarmWorker {
   return new WarmWorker({
-    redisUrl, keyPrefix: PREFIX, modelPath: modelPath('default'), episodes, s3: { client: s3, bucket }, logger: silent,
+    redisUrl, keyPrefix: PREFIX, modelPath: modelPath('default'), storage: { kind: 'inline', episodes }, s3: { client: s3, bucket }, logger: silent,
   });
 }
 

@@ -48,6 +48,12 @@ export interface EpisodeOutboxOptions {
   batch?: number;
   /** Monitors written in parallel (default 16). */
   parallel?: number;
+  /**
+   * A round starts at most this often (ms; default 2000). Each round writes one chunk per open
+   * episode (its packets since the last round) and the manifests due, so longer rounds mean fewer
+   * S3 requests per packet; the entries wait in Redis (durable) meanwhile.
+   */
+  roundMs?: number;
 }
 
 export class EpisodeOutbox {
@@ -55,10 +61,13 @@ export class EpisodeOutbox {
   #running = false;
   #loop: Promise<void> | null = null;
   #wake: (() => void) | null = null;
+  #stop: (() => void) | null = null;
+  /** Closing with a drain: rounds run back to back. */
+  #hurry = false;
   stored = 0;
 
   constructor(options: EpisodeOutboxOptions) {
-    this.#o = { batch: 2048, parallel: 16, ...options };
+    this.#o = { batch: 2048, parallel: 16, roundMs: 2000, ...options };
   }
 
   start(): void {
@@ -75,7 +84,14 @@ export class EpisodeOutbox {
   async #run(): Promise<void> {
     const { redis, keys, slot } = this.#o;
     const outboxKey = keys.outbox(slot);
+    let roundStarted = -Infinity;
     while (this.#running) {
+      // Paced rounds: a poke (new entries) does not start one early.
+      const wait = roundStarted + this.#o.roundMs - performance.now();
+      if (wait > 0 && !this.#hurry) {
+        await this.#pause(wait);
+        continue;
+      }
       let raw: Buffer[];
       try {
         raw = await redis.lrangeBuffer(outboxKey, 0, this.#o.batch - 1);
@@ -85,9 +101,12 @@ export class EpisodeOutbox {
         continue;
       }
       if (raw.length === 0) {
+        // Idle: the manifests left behind by the interval catch up (the slot's monitors went quiet).
+        if (this.#o.episodes.pending > 0) await this.#o.episodes.flush({ all: true }).catch(() => undefined);
         await this.#sleep(200);
         continue;
       }
+      roundStarted = performance.now();
       try {
         const entries = raw.map((bytes) => packr.unpack(bytes) as OutboxEntry);
         const records = await this.#store(entries);
@@ -97,9 +116,6 @@ export class EpisodeOutbox {
           this.#running = false;
           return;
         }
-        // Rounds run back to back: pausing between them (so a round carries several packets of an
-        // episode under one manifest write) saved CPU but its bursts of S3 calls delayed the jobs on
-        // this event loop (docs/BENCHMARKS.md); a backlog still gives rounds several packets each.
         this.stored += raw.length;
       } catch (error) {
         // The store retried for its whole deadline: keep the entries and try again (never drop them).
@@ -124,7 +140,7 @@ export class EpisodeOutbox {
         const list = monitors[next++] as OutboxEntry[];
         for (const entry of list) {
           try {
-            await this.#o.episodes.write(entry.ctx, entry.seq, entry.input, { deferManifest: true });
+            await this.#o.episodes.write(entry.ctx, entry.seq, entry.input, { bufferParts: true });
           } catch (error) {
             const code = (error as { code?: string }).code ?? 'UNKNOWN';
             // Storage unavailable: the round is retried. Anything else would fail the same way
@@ -133,17 +149,34 @@ export class EpisodeOutbox {
             this.#o.logger.error({ slot: this.#o.slot, monitor: entry.monitorId, seq: entry.seq, code }, 'episode write refused; recorded on its latency record');
             (entry.record as LatencyRecord & { storageError?: string }).storageError = code;
           }
-          const storedAt = this.#o.now();
-          entry.record.storedAt = storedAt;
-          entry.record.finishedAt = storedAt;
-          entry.record.storageWriteMs = storedAt - entry.record.computedAt;
         }
       }
     };
     await Promise.all(Array.from({ length: Math.min(this.#o.parallel, monitors.length) }, worker));
-    // One manifest write per open episode per round, not per packet: before the entries leave the outbox.
-    await this.#o.episodes.flushManifests();
+    // One chunk per open episode per round, not an object per packet: before the entries leave the outbox.
+    await this.#o.episodes.flush();
+    const storedAt = this.#o.now();
+    for (const entry of entries) {
+      entry.record.storedAt = storedAt;
+      entry.record.finishedAt = storedAt;
+      entry.record.storageWriteMs = storedAt - entry.record.computedAt;
+    }
     return entries.map((entry) => JSON.stringify(entry.record));
+  }
+
+  /** Sleeps; only close ends it early. */
+  #pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#stop = null;
+        resolve();
+      }, ms);
+      this.#stop = () => {
+        clearTimeout(timer);
+        this.#stop = null;
+        resolve();
+      };
+    });
   }
 
   /** Sleeps; a poke (new entries) or close ends it early. */
@@ -177,6 +210,10 @@ export class EpisodeOutbox {
   /** Stops after the current round; with `drainMs`, first keeps storing until the outbox is empty or the time is up. */
   async close(drainMs = 0): Promise<void> {
     const deadline = Date.now() + drainMs;
+    if (drainMs > 0) {
+      this.#hurry = true;
+      this.#stop?.();
+    }
     while (this.#running && drainMs > 0 && Date.now() < deadline) {
       const waiting = await this.length().catch(() => 0);
       if (waiting === 0) break;
@@ -185,6 +222,9 @@ export class EpisodeOutbox {
     }
     this.#running = false;
     this.#wake?.();
+    this.#stop?.();
     await this.#loop;
+    // Open episodes' manifests as they stand (the chunks were written by the rounds).
+    await this.#o.episodes.flush({ all: true }).catch((error: Error) => this.#o.logger.warn({ slot: this.#o.slot, err: error.message }, 'manifest flush failed'));
   }
 }

@@ -23,18 +23,24 @@ import { RedisKeys } from '../queue/keys.js';
 import { RedisClock } from '../queue/clock.js';
 import { connectRedis } from '../queue/connect.js';
 import { withScripts } from '../queue/scripts.js';
-import type { EpisodeStore } from '../storage/index.js';
+import type { EpisodeStore, S3Settings } from '../storage/index.js';
 import { latencyStreamKey, encodeLatencyEntry, LatencyPersister } from '../storage/index.js';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { collectHostFacts, CpuSampler, type HostFacts } from './facts/index.js';
 import { EpisodeOutbox, encodeOutboxEntry } from './episode-outbox.js';
+import { StorageThread, type SlotStorer } from './storage-client.js';
 import { encodeCheckpoint, FunctionStates, type WarmFunction } from './function-states.js';
 
 export interface WarmWorkerOptions {
   redisUrl: string;
   keyPrefix?: string;
   modelPath: string;
-  episodes: EpisodeStore;
+  /**
+   * Where the slots' episode outboxes are stored from: `thread` (what `ecgfaas worker` uses) runs
+   * them on a storage thread of their own with these S3 settings (worker/storage-thread.ts), so S3
+   * bursts never hold up jobs; `inline` runs them on this event loop with the given store.
+   */
+  storage: { kind: 'thread'; s3: S3Settings; logLevel?: string; roundMs?: number } | { kind: 'inline'; episodes: EpisodeStore; roundMs?: number };
   /** For the latency persister (records → NDJSON segments in the bucket). */
   s3: { client: S3Client; bucket: string };
   logger: Logger;
@@ -102,7 +108,8 @@ export class WarmWorker {
   #persister: LatencyPersister | null = null;
   #facts: HostFacts | null = null;
   readonly #consumers = new Map<string, { worker: Worker; connection: Redis }>();
-  readonly #outboxes = new Map<string, EpisodeOutbox>();
+  readonly #outboxes = new Map<string, SlotStorer>();
+  #storageThread: StorageThread | null = null;
   /** Orphaned jobs (`slot/jobId`) whose packets this worker has committed; BullMQ still holds them as active. */
   readonly #handledOrphans = new Set<string>();
   /**
@@ -164,6 +171,14 @@ export class WarmWorker {
     this.#facts = await collectHostFacts();
     this.#cpu = new CpuSampler({ intervalMs: 1000 });
     this.#cpu.start();
+    const { storage } = this.#options;
+    if (storage.kind === 'thread') {
+      this.#storageThread = new StorageThread({
+        redisUrl: this.#options.redisUrl, keyPrefix: this.#options.keyPrefix, owner: this.id, s3: storage.s3,
+        logLevel: storage.logLevel ?? logger.level, ...(storage.roundMs !== undefined ? { roundMs: storage.roundMs } : {}),
+      }, logger);
+      await this.#storageThread.start();
+    }
     this.#persister = new LatencyPersister({
       redis: this.#redis, s3: this.#options.s3.client, bucket: this.#options.s3.bucket, prefix: this.#options.keyPrefix, consumer: this.id,
     });
@@ -197,15 +212,23 @@ export class WarmWorker {
       maxStalledCount: 1_000_000,
       removeOnComplete: { count: 0 },
     });
-    const outbox = new EpisodeOutbox({
-      redis: this.#redis as ScriptedRedis, keys: this.#keys, slot, owner: this.id, episodes: this.#options.episodes,
-      latencyStream: latencyStreamKey(this.#options.keyPrefix), now: () => (this.#clock as RedisClock).now(), logger: this.#options.logger,
-    });
-    outbox.start();
-    this.#outboxes.set(slot, outbox);
+    this.#outboxes.set(slot, this.#openStorer(slot));
     worker.on('error', (error) => this.#options.logger.warn({ err: error.message, slot }, 'queue consumer error'));
     worker.on('failed', (job, error) => this.#options.logger.error({ slot, job: job?.id, code: (error as { code?: string }).code, err: error.message }, 'queue job failed'));
     this.#consumers.set(slot, { worker, connection });
+  }
+
+  #openStorer(slot: string): SlotStorer {
+    const { storage } = this.#options;
+    if (this.#storageThread !== null) return this.#storageThread.open(slot, this.#redis as ScriptedRedis, this.#keys);
+    if (storage.kind !== 'inline') throw new Error('the storage thread is not running');
+    const outbox = new EpisodeOutbox({
+      redis: this.#redis as ScriptedRedis, keys: this.#keys, slot, owner: this.id, episodes: storage.episodes,
+      latencyStream: latencyStreamKey(this.#options.keyPrefix), now: () => (this.#clock as RedisClock).now(), logger: this.#options.logger,
+      ...(storage.roundMs !== undefined ? { roundMs: storage.roundMs } : {}),
+    });
+    outbox.start();
+    return outbox;
   }
 
   async #stopConsuming(slot: string): Promise<void> {
@@ -493,6 +516,7 @@ export class WarmWorker {
       // Store what the jobs committed before leaving (an adopter would, but a clean stop should not need one).
       await Promise.all([...this.#outboxes.values()].map((outbox) => outbox.close(this.#options.outboxDrainMs)));
       this.#outboxes.clear();
+      await this.#storageThread?.close();
       await this.#persister?.close().catch((error: Error) => this.#options.logger.warn({ err: error.message }, 'latency flush failed'));
       await this.#cpu?.close();
       if (this.#redis !== null) {

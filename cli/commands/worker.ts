@@ -1,7 +1,7 @@
 /** `ecgfaas worker` and `ecgfaas gateway`: the two long-running processes of the platform. */
 import { Command, Option } from 'commander';
 import { Gateway } from '../../gateway/index.js';
-import { createS3Client, EmbeddedS3, EpisodeStore, s3SettingsFromEnv } from '../../storage/index.js';
+import { createS3Client, EmbeddedS3, s3SettingsFromEnv } from '../../storage/index.js';
 import { WarmWorker } from '../../worker/index.js';
 import { CliError, integerOption, resolveModelPath } from '../common.js';
 import { createLogger, untilSignal } from '../runtime.js';
@@ -41,7 +41,7 @@ export function registerWorker(program: Command): void {
         redisUrl: redisUrlOf(options.redis),
         keyPrefix: options.prefix,
         modelPath: resolveModelPath(options.model),
-        episodes: new EpisodeStore({ client, bucket: settings.bucket }),
+        storage: { kind: 'thread', s3: settings },
         s3: { client, bucket: settings.bucket },
         logger,
         driver: options.driver,

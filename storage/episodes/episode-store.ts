@@ -36,7 +36,7 @@ import {
   EpisodeKeys, MONITOR_ID, STREAM_ID, episodeIdOf, fromSampleOfFunctionEpisode, monitorMarkerKey, normalizePrefix,
   parseEpisodeId, recordNameOf, type EpisodeRef,
 } from './keys.js';
-import { canonicalBeat, decodePart, encodePart, type EpisodePart } from './parts.js';
+import { canonicalBeat, decodeChunk, decodePart, encodeChunk, encodePart, type EpisodePart } from './parts.js';
 import { describeS3Error, resolveRetry, retrying, type ResolvedRetry, type RetryOptions, type RetryStats } from './retry.js';
 
 export interface EpisodeContext {
@@ -57,6 +57,23 @@ export interface EpisodeStoreOptions {
   /** Key prefix of every episode (default `episodes/`). */
   prefix?: string;
   retry?: RetryOptions;
+  /**
+   * With writes that buffer (see write()), flush() rewrites an open episode's manifest at most this
+   * often (ms; default 10 s); a new or closed episode's manifest is written at once.
+   */
+  manifestIntervalMs?: number;
+}
+
+export interface EpisodeWriteOptions {
+  /** Leave an open episode's manifest in memory until flush(). */
+  deferManifest?: boolean;
+  /**
+   * Keep the parts of packets that neither start nor end an episode in memory until flush(), which
+   * writes each episode's buffered parts as one chunk object: one PUT per episode per flush instead
+   * of one per packet. Implies deferManifest. The caller must keep its input until flush() resolves
+   * (the outbox does: entries leave Redis only after it), and re-apply it after a crash.
+   */
+  bufferParts?: boolean;
 }
 
 /**
@@ -211,12 +228,18 @@ export class EpisodeStore {
   readonly #markers = new Set<string>();
   /** Manifests written with deferManifest and not yet flushed. */
   readonly #dirty = new Set<string>();
+  /** When each open episode's manifest was last written (ms, performance.now()). */
+  readonly #manifestWrittenAt = new Map<string, number>();
+  /** Parts buffered by bufferParts writes, per episode (by manifest key), in seq order. */
+  readonly #buffered = new Map<string, { keys: EpisodeKeys; parts: EpisodePart[] }>();
+  readonly #manifestIntervalMs: number;
 
   constructor(options: EpisodeStoreOptions) {
     this.#client = options.client;
     this.#bucket = options.bucket;
     this.#prefix = normalizePrefix(options.prefix ?? 'episodes/');
     this.#retry = resolveRetry(options.retry);
+    this.#manifestIntervalMs = options.manifestIntervalMs ?? 10_000;
   }
 
   /**
@@ -224,29 +247,58 @@ export class EpisodeStore {
    * beats. Idempotent: the same call again writes byte-identical objects under the same keys (and
    * leaves a manifest that already includes this seq alone), so a retried job is safe.
    */
-  async write(ctx: EpisodeContext, seq: number, result: EpisodeWriteInput, options: { deferManifest?: boolean } = {}): Promise<EpisodeWriteResult> {
+  async write(ctx: EpisodeContext, seq: number, result: EpisodeWriteInput, options: EpisodeWriteOptions = {}): Promise<EpisodeWriteResult> {
     const started = performance.now();
     checkContext(ctx);
     if (!Number.isSafeInteger(seq) || seq < 0) throw new StorageError('EPISODE_BAD_INPUT', `seq ${seq} is not a non-negative integer`);
     const tally: Tally = { objects: 0, bytes: 0, requests: 0, retries: 0 };
     const groups = groupEvents(ctx, result.events);
-    for (const group of groups) await this.#writeEpisode(ctx, seq, group, result, tally, options.deferManifest === true);
+    const buffer = options.bufferParts === true;
+    for (const group of groups) await this.#writeEpisode(ctx, seq, group, result, tally, buffer || options.deferManifest === true, buffer);
     return {
       objects: tally.objects, bytes: tally.bytes, ms: performance.now() - started,
       requests: tally.requests, retries: tally.retries, episodes: groups.map((group) => group.id),
     };
   }
 
-  /** Writes the manifests that writes with `deferManifest` left in memory; returns how many. */
-  async flushManifests(): Promise<number> {
-    const keys = [...this.#dirty];
-    const tally = newTally();
-    await mapLimit(keys, READ_CONCURRENCY, async (key) => {
+  /**
+   * Writes what deferring writes left in memory: every episode's buffered parts as one chunk, then
+   * the manifests of new episodes and of those not written for manifestIntervalMs (all of them
+   * with `all`). Buffered parts leave memory only once written, so a failed flush can be retried.
+   * Returns the objects written.
+   */
+  async flush(options: { all?: boolean } = {}): Promise<{ chunks: number; manifests: number }> {
+    const tally = newTally() as Tally;
+    const buffered = [...this.#buffered.keys()];
+    await mapLimit(buffered, READ_CONCURRENCY, (manifestKey) => this.#writeChunk(manifestKey, tally));
+    const now = performance.now();
+    const due = [...this.#dirty].filter((key) => options.all === true || now - (this.#manifestWrittenAt.get(key) ?? -Infinity) >= this.#manifestIntervalMs);
+    await mapLimit(due, READ_CONCURRENCY, async (key) => {
       const manifest = this.#manifests.get(key);
-      if (manifest !== undefined) await this.#put(key, `${JSON.stringify(canonicalManifest(manifest), null, 2)}\n`, 'application/json', tally as Tally);
+      if (manifest !== undefined) await this.#put(key, `${JSON.stringify(canonicalManifest(manifest), null, 2)}\n`, 'application/json', tally);
       this.#dirty.delete(key);
+      this.#manifestWrittenAt.set(key, now);
     });
-    return keys.length;
+    return { chunks: buffered.length, manifests: due.length };
+  }
+
+  /** Writes an episode's buffered parts as one chunk; they leave the buffer once stored. */
+  async #writeChunk(manifestKey: string, tally: Tally): Promise<void> {
+    const pending = this.#buffered.get(manifestKey);
+    if (pending === undefined || pending.parts.length === 0) return;
+    const parts = [...pending.parts];
+    await this.#put(pending.keys.chunk((parts[0] as EpisodePart).seq, (parts.at(-1) as EpisodePart).seq), encodeChunk(parts), 'application/x-msgpack', tally);
+    // Parts buffered while the PUT was in flight (another slot's storer shares this store) stay.
+    const written = new Set(parts);
+    const now = this.#buffered.get(manifestKey);
+    if (now === undefined) return;
+    now.parts = now.parts.filter((part) => !written.has(part));
+    if (now.parts.length === 0) this.#buffered.delete(manifestKey);
+  }
+
+  /** Episodes with parts or manifests waiting for flush(). */
+  get pending(): number {
+    return this.#buffered.size + this.#dirty.size;
   }
 
   /** Every stored episode (optionally of one monitor), newest first. */
@@ -298,14 +350,19 @@ export class EpisodeStore {
     return files.map(([file]) => file);
   }
 
-  async #writeEpisode(ctx: EpisodeContext, seq: number, group: EpisodeGroup, result: EpisodeWriteInput, tally: Tally, deferManifest: boolean): Promise<void> {
+  async #writeEpisode(
+    ctx: EpisodeContext, seq: number, group: EpisodeGroup, result: EpisodeWriteInput, tally: Tally, deferManifest: boolean, bufferParts: boolean,
+  ): Promise<void> {
     const keys = new EpisodeKeys(this.#prefix, group.ref);
     const part = buildPart(group, seq, result);
     if (group.start !== null && !this.#markers.has(ctx.monitorId)) {
       await this.#put(monitorMarkerKey(this.#prefix, ctx.monitorId), `${JSON.stringify({ monitor: ctx.monitorId })}\n`, 'application/json', tally);
       this.#markers.add(ctx.monitorId);
     }
-    await this.#put(partKey(keys, group, part, seq), encodePart(part), 'application/x-msgpack', tally);
+    // A packet in the middle of an episode waits for the next flush, in its episode's chunk; a start
+    // or an end is written at once (the start opens the episode, the end reads every part back).
+    const buffer = bufferParts && group.start === null && group.end === null && part.fromSample !== null;
+    if (!buffer) await this.#put(partKey(keys, group, part, seq), encodePart(part), 'application/x-msgpack', tally);
 
     // The manifest this store wrote last saves a GET per packet; another worker continuing the
     // episode after a failover has none cached and reads it from S3.
@@ -319,10 +376,17 @@ export class EpisodeStore {
         : part.fromSample !== null && hasSeq(previous.seqs, seq);
       if (applied) return;
     }
+    if (buffer) {
+      let pending = this.#buffered.get(keys.manifest);
+      if (pending === undefined) this.#buffered.set(keys.manifest, (pending = { keys, parts: [] }));
+      pending.parts.push(part);
+    }
     let manifest: EpisodeManifest;
     if (previous !== null && previous.end !== null) {
       throw new StorageError('EPISODE_CLOSED', `episode ${group.id} ended at packet ${previous.lastSeq}; packet ${seq} stored but not added`);
     } else if (group.end !== null) {
+      // Its buffered parts first: the close reads every part back from the store.
+      await this.#writeChunk(keys.manifest, tally);
       manifest = await this.#close(ctx, seq, group, part, keys, previous, tally);
     } else if (group.start !== null) {
       if (previous !== null) {
@@ -341,14 +405,19 @@ export class EpisodeStore {
     } else {
       await this.#put(keys.manifest, `${JSON.stringify(canonicalManifest(manifest), null, 2)}\n`, 'application/json', tally);
       this.#dirty.delete(keys.manifest);
+      this.#manifestWrittenAt.set(keys.manifest, performance.now());
     }
     this.#manifests.delete(keys.manifest);
+    if (manifest.end !== null) this.#manifestWrittenAt.delete(keys.manifest);
     if (manifest.end === null) {
       this.#manifests.set(keys.manifest, manifest);
       // Bounded: the oldest entries (Map keeps insertion order) go first; a miss only costs a GET.
       if (this.#manifests.size > MANIFEST_CACHE_SIZE) {
         const oldest = this.#manifests.keys().next().value as string;
-        if (!this.#dirty.has(oldest)) this.#manifests.delete(oldest);
+        if (!this.#dirty.has(oldest) && !this.#buffered.has(oldest)) {
+          this.#manifests.delete(oldest);
+          this.#manifestWrittenAt.delete(oldest);
+        }
       }
     }
   }
@@ -361,17 +430,33 @@ export class EpisodeStore {
     const startBytes = await this.#get(keys.start, tally);
     if (startBytes === null) throw new StorageError('EPISODE_NO_START', `episode ${group.id}: it ends at packet ${seq}, but its start was never stored (${keys.start})`);
     const start = decodePart(startBytes, keys.start);
-    // The parts to join are those the manifest names, the start's and this call's: no listing.
+    // The parts to join: every chunk's (listed: a manifest written at intervals may lag its
+    // chunks), then the manifest's seqs not in a chunk as packet parts, the start's and this call's.
     const endOnly = part.fromSample === null;
+    const fromChunks = new Map<number, { key: string; part: EpisodePart }>();
+    const chunkKeys = await this.#listKeys(keys.chunks, tally);
+    const chunks = await mapLimit(chunkKeys, READ_CONCURRENCY, async (key) => {
+      const bytes = await this.#get(key, tally);
+      return bytes === null ? [] : decodeChunk(bytes, key).map((each) => ({ key, part: each }));
+    });
+    // A seq in two chunks (a round retried after a crash) has identical parts in both.
+    for (const each of chunks.flat()) if (!fromChunks.has(each.part.seq)) fromChunks.set(each.part.seq, each);
     let seqs = addSeq(previous?.seqs ?? [], start.seq);
+    for (const chunkSeq of fromChunks.keys()) seqs = addSeq(seqs, chunkSeq);
     if (!endOnly) seqs = addSeq(seqs, seq);
-    const packetKeys = seqsIn(seqs).filter((each) => each !== start.seq).map((each) => keys.packet(each));
-    if (endOnly) packetKeys.push(keys.end);
-    const packets = await mapLimit(packetKeys, READ_CONCURRENCY, async (key) => {
+    const packets = await mapLimit(seqsIn(seqs).filter((each) => each !== start.seq), READ_CONCURRENCY, async (each) => {
+      const chunked = fromChunks.get(each);
+      if (chunked !== undefined) return chunked;
+      const key = keys.packet(each);
       const bytes = await this.#get(key, tally);
       if (bytes === null) throw new StorageError('EPISODE_PART_MISSING', `episode ${group.id}: part ${key} is named by the manifest but missing`);
       return { key, part: decodePart(bytes, key) };
     });
+    if (endOnly) {
+      const bytes = await this.#get(keys.end, tally);
+      if (bytes === null) throw new StorageError('EPISODE_PART_MISSING', `episode ${group.id}: part ${keys.end} is missing`);
+      packets.push({ key: keys.end, part: decodePart(bytes, keys.end) });
+    }
     const assembled = assemble(group, keys, start, packets, end);
     const ref = group.ref;
     const record = recordNameOf(ref);
@@ -472,6 +557,24 @@ export class EpisodeStore {
       throw new StorageError('EPISODE_BAD_MANIFEST', `${key} is not an episode manifest${first ? `: ${first.path} ${first.message}` : ''}`);
     }
     return value;
+  }
+
+  /** Every object key under `prefix`, in key order. */
+  async #listKeys(prefix: string, tally: RetryStats): Promise<string[]> {
+    const keys: string[] = [];
+    let token: string | undefined;
+    do {
+      const page = await retrying(
+        (abortSignal) => this.#client.send(new ListObjectsV2Command({ Bucket: this.#bucket, Prefix: prefix, ContinuationToken: token }), { abortSignal }),
+        this.#retry,
+        tally,
+        (error, attempts) => new StorageError('S3_READ',
+          `cannot list s3://${this.#bucket}/${prefix}: ${attempts} attempts over ${this.#retry.deadlineMs} ms failed; last: ${describeS3Error(error)}`, { cause: error }),
+      );
+      for (const object of page.Contents ?? []) if (object.Key !== undefined) keys.push(object.Key);
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token !== undefined);
+    return keys;
   }
 
   /** The common prefixes ("folders") directly under `prefix`. */

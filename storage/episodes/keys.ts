@@ -6,6 +6,9 @@
  *     manifest.json                    rewritten on every write to the episode
  *     start.msgpack                    the start window (history before the trigger through its packet)
  *     packets/<seq, 16 digits>.msgpack one per following packet, zero-padded so keys sort by seq
+ *     chunks/<first seq>-<last seq>.msgpack  or several following packets' parts in one object (the
+ *                                      outbox storer's rounds); the same seq may be in two chunks
+ *                                      after a retried round, with identical bytes
  *     end.msgpack                      the end when its call carried no samples of the episode (after a
  *                                      gap, a device restart or a flush): that call's seq may belong to
  *                                      a new session, so it must not name a packet part
@@ -82,6 +85,15 @@ export class EpisodeKeys {
 
   packet(seq: number): string {
     return `${this.packets}${String(seq).padStart(SEQ_DIGITS, '0')}.msgpack`;
+  }
+
+  get chunks(): string {
+    return `${this.base}chunks/`;
+  }
+
+  /** The chunk holding the parts of packets first..last (some seqs in between may be absent). */
+  chunk(first: number, last: number): string {
+    return `${this.chunks}${String(first).padStart(SEQ_DIGITS, '0')}-${String(last).padStart(SEQ_DIGITS, '0')}.msgpack`;
   }
 
   record(recordName: string, extension: 'hea' | 'dat' | 'atr'): string {

@@ -81,6 +81,24 @@ export function encodePart(part: EpisodePart): Uint8Array {
 
 const isInt = (value: unknown): value is number => Number.isSafeInteger(value);
 
+/** A chunk: several packets' parts, each encoded as a part object would be, in one msgpack array. */
+export function encodeChunk(parts: readonly EpisodePart[]): Uint8Array {
+  return packr.pack(parts.map((part) => encodePart(part)));
+}
+
+export function decodeChunk(bytes: Uint8Array, key: string): EpisodePart[] {
+  let value: unknown;
+  try {
+    value = packr.unpack(bytes);
+  } catch (error) {
+    throw new StorageError('EPISODE_BAD_PART', `episode chunk ${key} does not decode: ${(error as Error).message}`, { cause: error });
+  }
+  if (!Array.isArray(value) || value.some((item) => !(item instanceof Uint8Array))) {
+    throw new StorageError('EPISODE_BAD_PART', `episode chunk ${key} is not an array of parts`);
+  }
+  return (value as Uint8Array[]).map((bytes, index) => decodePart(bytes, `${key}[${index}]`));
+}
+
 export function decodePart(bytes: Uint8Array, key: string): EpisodePart {
   let value: unknown;
   try {
