@@ -17,7 +17,7 @@ import { recordPackets } from '../functions/ecg-function/run-record.js';
 import { BeatClassifier } from '../functions/model/index.js';
 import { readAnnotations, readRecord } from '../functions/wfdb/index.js';
 import {
-  createS3Client, EmbeddedS3, EpisodeStore, INVALID_SAMPLE, parseEpisodeId, recordNameOf, type EpisodeContext, type S3Settings,
+  createS3Client, EmbeddedS3, EpisodeStore, INVALID_SAMPLE, S3Objects, parseEpisodeId, recordNameOf, type EpisodeContext, type S3Settings,
 } from '../storage/index.js';
 import { excerptDir, modelPath } from './support/data.js';
 
@@ -345,7 +345,9 @@ describe('episode store: buffered writes (the outbox storer writes each episode 
   const ctx3 = (): EpisodeContext => ({ ...ctx, monitorId: 'bed9', streamId: 'c3' });
 
   it('stores record 119 in chunks: the same records and manifests as a write per packet, in far fewer objects', async () => {
-    const buffered = new EpisodeStore({ client, bucket: settings.bucket });
+    // As the worker's storage thread runs it: PUTs and GETs through the lean client.
+    const objects = new S3Objects(settings);
+    const buffered = new EpisodeStore({ client, bucket: settings.bucket, objects });
     const c: EpisodeContext = { ...ctx, monitorId: 'mon-b' };
     // The calls the first test stored one object per packet, now in rounds of 4 packets.
     for (const [index, call] of calls.entries()) {
@@ -370,6 +372,7 @@ describe('episode store: buffered writes (the outbox storer writes each episode 
       expect((await readRecord(out, manifest?.record as string)).signals).toEqual(episode.leads);
       expect((await readAnnotations(out, manifest?.record as string)).map((a) => a.sample)).toEqual(episode.beats.map((b) => b.sample - episode.start.fromSample));
     }
+    await objects.close();
   });
 
   it('closes after a crash: a new store whose manifest lags the chunks, re-applying a packet already in one, closes with every sample once', async () => {

@@ -16,7 +16,7 @@ import { pino } from 'pino';
 import { RedisClock } from '../queue/clock.js';
 import { RedisKeys } from '../queue/keys.js';
 import { withScripts } from '../queue/scripts.js';
-import { createS3Client, EpisodeStore, latencyStreamKey, type S3Settings } from '../storage/index.js';
+import { createS3Client, EpisodeStore, latencyStreamKey, S3Objects, type S3Settings } from '../storage/index.js';
 import { EpisodeOutbox } from './episode-outbox.js';
 
 export interface StorageThreadData {
@@ -45,7 +45,9 @@ const redis = withScripts(new Redis(data.redisUrl, { maxRetriesPerRequest: null 
 redis.on('error', (error) => logger.warn({ err: error.message }, 'redis connection error'));
 const clock = new RedisClock(redis, {});
 const s3 = createS3Client(data.s3);
-const episodes = new EpisodeStore({ client: s3, bucket: data.s3.bucket });
+// PUTs and GETs through the lean client; the SDK's only for listing (at closes).
+const objects = new S3Objects(data.s3);
+const episodes = new EpisodeStore({ client: s3, bucket: data.s3.bucket, objects });
 const outboxes = new Map<string, EpisodeOutbox>();
 
 const reply = (message: StorageThreadReply) => port.postMessage(message);
@@ -87,6 +89,7 @@ port.on('message', (message: StorageThreadRequest) => {
         await clock.close();
         await redis.quit().catch(() => redis.disconnect());
         s3.destroy();
+        await objects.close();
         logger.flush();
       })().finally(() => {
         reply({ type: 'done', id: message.id });

@@ -51,8 +51,17 @@ export interface EpisodeContext {
   clock: { sample: number; epochMs: number };
 }
 
+/** What the store needs for single objects; storage/s3-objects.ts's S3Objects is a lean one. */
+export interface ObjectIo {
+  put(key: string, body: Uint8Array, contentType: string, signal: AbortSignal): Promise<void>;
+  /** null when there is no such key. */
+  get(key: string, signal: AbortSignal): Promise<Uint8Array | null>;
+}
+
 export interface EpisodeStoreOptions {
   client: S3Client;
+  /** PUTs and GETs of single objects through this instead of `client` (which still lists). Same bucket. */
+  objects?: ObjectIo;
   bucket: string;
   /** Key prefix of every episode (default `episodes/`). */
   prefix?: string;
@@ -219,6 +228,7 @@ const MANIFEST_CACHE_SIZE = 20_000;
 
 export class EpisodeStore {
   readonly #client: S3Client;
+  readonly #objects: ObjectIo;
   readonly #bucket: string;
   readonly #prefix: string;
   readonly #retry: ResolvedRetry;
@@ -237,6 +247,7 @@ export class EpisodeStore {
   constructor(options: EpisodeStoreOptions) {
     this.#client = options.client;
     this.#bucket = options.bucket;
+    this.#objects = options.objects ?? sdkObjects(options.client, options.bucket);
     this.#prefix = normalizePrefix(options.prefix ?? 'episodes/');
     this.#retry = resolveRetry(options.retry);
     this.#manifestIntervalMs = options.manifestIntervalMs ?? 10_000;
@@ -514,7 +525,7 @@ export class EpisodeStore {
   async #put(key: string, body: Uint8Array | string, contentType: string, tally: Tally): Promise<void> {
     const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
     await retrying(
-      (abortSignal) => this.#client.send(new PutObjectCommand({ Bucket: this.#bucket, Key: key, Body: bytes, ContentType: contentType }), { abortSignal }),
+      (abortSignal) => this.#objects.put(key, bytes, contentType, abortSignal),
       this.#retry,
       tally,
       (error, attempts) => new StorageError('S3_WRITE',
@@ -527,15 +538,7 @@ export class EpisodeStore {
   /** The object's bytes, or null when it does not exist. */
   async #get(key: string, tally: RetryStats): Promise<Uint8Array | null> {
     return retrying(
-      async (abortSignal) => {
-        try {
-          const out = await this.#client.send(new GetObjectCommand({ Bucket: this.#bucket, Key: key }), { abortSignal });
-          return out.Body === undefined ? new Uint8Array(0) : await out.Body.transformToByteArray();
-        } catch (error) {
-          if (isNotFound(error)) return null;
-          throw error;
-        }
-      },
+      (abortSignal) => this.#objects.get(key, abortSignal),
       this.#retry,
       tally,
       (error, attempts) => new StorageError('S3_READ',
@@ -594,6 +597,24 @@ export class EpisodeStore {
     } while (token !== undefined);
     return prefixes;
   }
+}
+
+/** Single objects through the SDK client. */
+function sdkObjects(client: S3Client, bucket: string): ObjectIo {
+  return {
+    async put(key, body, contentType, abortSignal) {
+      await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentType: contentType }), { abortSignal });
+    },
+    async get(key, abortSignal) {
+      try {
+        const out = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal });
+        return out.Body === undefined ? new Uint8Array(0) : await out.Body.transformToByteArray();
+      } catch (error) {
+        if (isNotFound(error)) return null;
+        throw error;
+      }
+    },
+  };
 }
 
 function newTally(): Tally {
