@@ -36,7 +36,7 @@ export interface IngestorOptions {
   maxBatch?: number;
   /**
    * After the first packet of an idle spell, wait this long (ms) for others to join the flush
-   * (default 4). Every flush costs Redis round trips and each job a fetch, a commit and a publish
+   * (default 15). Every flush costs Redis round trips and each job a fetch, a commit and a publish
    * whatever its size, so at high rates a few ms of waiting buy many fewer round trips per packet;
    * 0 flushes at the next event-loop turn.
    */
@@ -82,7 +82,7 @@ export class Ingestor {
   readonly stats: IngestStats = { flushes: 0, jobs: 0, packets: 0, duplicates: 0 };
 
   constructor(options: IngestorOptions) {
-    this.#options = { liveWindowMs: 15_000, dedupSeconds: 25 * 3600, maxBatch: 512, flushWindowMs: 4, keepFailed: 10_000, onError: () => {}, ...options };
+    this.#options = { liveWindowMs: 15_000, dedupSeconds: 25 * 3600, maxBatch: 512, flushWindowMs: 15, keepFailed: 10_000, onError: () => {}, ...options };
     this.#redis = withScripts(options.redis);
   }
 

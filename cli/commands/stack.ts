@@ -32,7 +32,7 @@ function common(command: Command, defaults: { monitors: string; duration: string
     .option('--extra-compute-ms <ms>', 'CPU burnt per packet by the function (the paper: ~305)', '0')
     .option('--deadline-ms <ms>', 'round trip above which a packet misses its deadline', '1000')
     .option('--store <dir>', 'local state: the embedded S3 data (<dir>/s3) and logs (<dir>/logs)', '.ecgfaas')
-    .option('--flush-window-ms <ms>', "the gateway's enqueue window (default: the gateway's, 4)")
+    .option('--flush-window-ms <ms>', "the gateway's enqueue window (default: the gateway's, 15)")
     .option('--json', 'print one JSON summary on stdout');
 }
 

@@ -71,7 +71,7 @@ export function registerWorker(program: Command): void {
     .option('--port <port>', 'port (0: a free one)', integerOption('--port', 0, 65535), 8080)
     .option('--wait-timeout-ms <ms>', 'longest a ?wait=1 request waits for its result', integerOption('--wait-timeout-ms', 0), 1000)
     .option('--prefix <prefix>', 'Redis key prefix', 'ecgfaas')
-    .option('--flush-window-ms <ms>', 'wait this long after a packet for others to share its enqueue (fewer Redis round trips per packet under load)', integerOption('--flush-window-ms', 0, 1000), 4)
+    .option('--flush-window-ms <ms>', 'wait this long after a packet for others to share its enqueue (fewer Redis round trips per packet under load)', integerOption('--flush-window-ms', 0, 1000), 15)
     .action(async (options: { redis?: string; host: string; port: number; waitTimeoutMs: number; prefix: string; flushWindowMs: number }) => {
       const logger = createLogger('gateway');
       const gateway = new Gateway({
