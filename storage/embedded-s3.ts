@@ -3,7 +3,13 @@
  * server on a free loopback port, keeping its objects in a local directory, so episodes written
  * during a demo can still be listed and downloaded after the stack stops.
  */
-import { mkdir } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { fstat as fstatCallback, type ReadStream } from 'node:fs';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { buffer } from 'node:stream/consumers';
 import S3rver from 's3rver';
 import { StorageError } from './errors.js';
 import type { S3Settings } from './s3.js';
@@ -14,6 +20,49 @@ export interface EmbeddedS3Options {
   bucket?: string;
   /** 0 (default): a free port. */
   port?: number;
+}
+
+const fstat = promisify(fstatCallback);
+
+/** The parts of s3rver's filesystem store that atomicObjects replaces and uses. */
+interface FilesystemStore {
+  getResourcePath(bucket: string, key: string, resource: string): string;
+  getObject(bucket: string, key: string, options?: { start?: number; end?: number }): Promise<{ content: ReadStream | null; metadata: Record<string, unknown> } | null>;
+  putMetadata(bucket: string, key: string, metadata: unknown, md5: string): Promise<void>;
+  putObject(object: { bucket: string; key: string; metadata: unknown; content: Buffer | Readable }): Promise<{ size: number; md5: string }>;
+}
+
+/**
+ * s3rver writes an object's file in place, and for a buffered body answers the PUT before the write
+ * has finished; its GET takes the size from one stat and the bytes from a later open. So a GET
+ * racing a PUT could answer 200 with part of an object (seen: a manifest that was not JSON). S3 and
+ * MinIO never show a partial object, so here a PUT writes a temporary file and renames it over the
+ * old one (atomic on one filesystem; listings only see names ending in s3rver's object suffix), and
+ * a GET whose opened file is not the size it announced opens it again.
+ */
+function atomicObjects(store: FilesystemStore): void {
+  const getObject = store.getObject.bind(store);
+  store.getObject = async (bucket, key, options) => {
+    for (let attempt = 1; ; attempt++) {
+      const object = await getObject(bucket, key, options);
+      const stream = object?.content;
+      if (object === null || stream === null || stream === undefined || options?.start !== undefined || options?.end !== undefined) return object;
+      const opened = await fstat((stream as unknown as { fd: number }).fd);
+      if (opened.size === Number(object.metadata['content-length']) || attempt >= 5) return object;
+      stream.destroy();
+    }
+  };
+  store.putObject = async (object) => {
+    const objectPath = store.getResourcePath(object.bucket, object.key, 'object');
+    await mkdir(path.dirname(objectPath), { recursive: true });
+    const content = Buffer.isBuffer(object.content) ? object.content : await buffer(object.content);
+    const md5 = createHash('md5').update(content).digest('hex');
+    const temporary = `${objectPath}.${randomBytes(6).toString('hex')}.tmp`;
+    await writeFile(temporary, content);
+    await rename(temporary, objectPath);
+    await store.putMetadata(object.bucket, object.key, object.metadata, md5);
+    return { size: content.length, md5 };
+  };
 }
 
 /** Fixed credentials of the embedded store: it listens on loopback only and holds nothing secret. */
@@ -40,6 +89,7 @@ export class EmbeddedS3 {
       directory: this.#options.directory,
       configureBuckets: [{ name: this.#options.bucket }],
     });
+    atomicObjects((server as unknown as { store: FilesystemStore }).store);
     let address;
     try {
       address = await server.run();

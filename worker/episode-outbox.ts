@@ -35,6 +35,26 @@ export function encodeOutboxEntry(entry: OutboxEntry): Buffer {
   return packr.pack(entry);
 }
 
+/**
+ * Back-pressure on a slot's jobs: resolves at once while the outbox's length, read at most once a
+ * second (an LLEN per job cost a round trip per job), was under `limit`; else waits, poking the
+ * storer, until it is.
+ */
+export function backPressureGate(length: () => Promise<number>, poke: () => void, running: () => boolean): (limit: number) => Promise<void> {
+  let checkedAt = -Infinity;
+  let over = false;
+  return async (limit) => {
+    if (!over && performance.now() - checkedAt < 1000) return;
+    for (;;) {
+      over = (await length()) > limit;
+      checkedAt = performance.now();
+      if (!over || !running()) return;
+      poke();
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  };
+}
+
 export interface EpisodeOutboxOptions {
   redis: ReturnType<typeof withScripts>;
   keys: RedisKeys;
@@ -195,12 +215,7 @@ export class EpisodeOutbox {
   }
 
   /** Waits while the outbox holds more than `limit` entries (S3 far behind): the queue slows rather than Redis filling up. */
-  async backPressure(limit: number): Promise<void> {
-    while (this.#running && (await this.length()) > limit) {
-      this.poke();
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  }
+  readonly backPressure = backPressureGate(() => this.length(), () => this.poke(), () => this.#running);
 
   /** Entries waiting (for back-pressure and drain checks). */
   async length(): Promise<number> {

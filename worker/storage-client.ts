@@ -8,6 +8,7 @@ import { Worker } from 'node:worker_threads';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { RedisKeys } from '../queue/keys.js';
+import { backPressureGate } from './episode-outbox.js';
 import type { StorageThreadData, StorageThreadReply, StorageThreadRequest } from './storage-thread.js';
 
 export interface SlotStorer {
@@ -78,16 +79,11 @@ export class StorageThread {
   /** Starts storing a slot's outbox on the thread. */
   open(slot: string, redis: Redis, keys: RedisKeys): SlotStorer {
     this.#send({ type: 'open', slot });
-    const length = () => redis.llen(keys.outbox(slot));
     let closed = false;
+    const poke = () => this.#send({ type: 'poke', slot });
     return {
-      poke: () => this.#send({ type: 'poke', slot }),
-      backPressure: async (limit: number) => {
-        while (!closed && (await length()) > limit) {
-          this.#send({ type: 'poke', slot });
-          await new Promise((resolve) => setTimeout(resolve, 100));
-        }
-      },
+      poke,
+      backPressure: backPressureGate(() => redis.llen(keys.outbox(slot)), poke, () => !closed),
       close: (drainMs = 0) => {
         closed = true;
         return this.#request((id) => ({ type: 'close', slot, drainMs, id }));
