@@ -89,3 +89,12 @@ export async function withClassifier<T>(model: string | undefined, use: (classif
     await classifier.close();
   }
 }
+
+/** A commander option parser: a finite number within [min, max], else a usage error naming the flag. */
+export function numberOption(what: string, min: number, max = Number.MAX_VALUE): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || n < min || n > max) throw new CliError('CLI_BAD_NUMBER', `${what} must be a number in ${min}..${max}, not "${value}"`, 2);
+    return n;
+  };
+}

@@ -9,6 +9,7 @@ import { registerAnnotate } from './commands/annotate.js';
 import { registerData } from './commands/data.js';
 import { registerEval } from './commands/eval.js';
 import { registerModel } from './commands/model.js';
+import { registerPlan } from './commands/plan.js';
 import { registerS3Server, registerWorker } from './commands/worker.js';
 import { registerEpisodesCommand } from './commands/episodes.js';
 import { registerReportCommand } from './commands/report.js';
@@ -37,6 +38,7 @@ export function buildProgram(): Command {
   registerEpisodesCommand(program);
   registerWorker(program);
   registerS3Server(program);
+  registerPlan(program);
   // Subcommands inherit exitOverride only when set before they are added; set it on all of them.
   for (const command of program.commands) {
     command.exitOverride();
