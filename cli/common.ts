@@ -98,3 +98,10 @@ export function numberOption(what: string, min: number, max = Number.MAX_VALUE):
     return n;
   };
 }
+
+/** --redis, else REDIS_URL; a usage error when neither is a redis:// URL. */
+export function redisUrlOf(value: string | undefined): string {
+  const url = value ?? process.env.REDIS_URL;
+  if (url === undefined || !/^rediss?:\/\//.test(url)) throw new CliError('CLI_NO_REDIS', 'give --redis redis://host:port (or set REDIS_URL)');
+  return url;
+}

@@ -146,9 +146,7 @@ export async function buildGatewayApp(options: GatewayAppOptions) {
 
     const wait = request.query.wait === '1' || request.query.wait === 'true';
     const accepted = await ingestor.submit(monitorId, packet, wait, receivedAt).catch((error: unknown) => {
-      throw isEcgFaasError(error) && (error.code === 'NO_WORKERS' || error.code === 'INGEST_CLOSED')
-        ? new GatewayError(error.code === 'NO_WORKERS' ? 'NO_WORKERS' : 'SHUTTING_DOWN', error.message, { retryAfterSeconds: 1, cause: error })
-        : new GatewayError('REDIS_UNAVAILABLE', `the queue (Redis) did not accept the packet: ${(error as Error).message}`, { retryAfterSeconds: 1, cause: error });
+      throw toSubmitError(error);
     });
     metrics.acceptMs.observe(options.now() - receivedAt);
     if (accepted.duplicate) {
@@ -303,3 +301,14 @@ function httpReason(status: number): string {
 }
 
 export type GatewayApp = Awaited<ReturnType<typeof buildGatewayApp>>;
+
+/** The HTTP error for a packet the queue did not take (none of these accepted it). */
+function toSubmitError(error: unknown): GatewayError {
+  const code = isEcgFaasError(error) ? error.code : null;
+  const message = (error as Error).message;
+  if (code === 'NO_WORKERS') return new GatewayError('NO_WORKERS', message, { retryAfterSeconds: 1, cause: error });
+  if (code === 'INGEST_CLOSED') return new GatewayError('SHUTTING_DOWN', message, { retryAfterSeconds: 1, cause: error });
+  // The placement policy has no room for a new monitor: capacity may come (a worker, a VM), so retry later.
+  if (code === 'PLACEMENT_REFUSED' || code === 'PLACEMENT_BUSY') return new GatewayError('NO_CAPACITY', message, { retryAfterSeconds: 5, cause: error });
+  return new GatewayError('REDIS_UNAVAILABLE', `the queue (Redis) did not accept the packet: ${message}`, { retryAfterSeconds: 1, cause: error });
+}

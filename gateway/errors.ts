@@ -20,6 +20,7 @@ export const GATEWAY_ERRORS = {
   QUEUE_FULL: { status: 429, description: 'The gateway or the monitor\'s queue holds more packets than its limit; retry after Retry-After seconds.' },
   REDIS_UNAVAILABLE: { status: 503, description: 'The queue (Redis) is unreachable: the packet was NOT accepted; retry.' },
   NO_WORKERS: { status: 503, description: 'No live worker can take this monitor yet; retry.' },
+  NO_CAPACITY: { status: 503, description: 'The placement policy has no room for a new monitor (the message says which rules excluded each worker); retry after Retry-After, or add capacity.' },
   SHUTTING_DOWN: { status: 503, description: 'The gateway is shutting down; retry on another.' },
   INTERNAL: { status: 500, description: 'An unexpected error (logged with the request id).' },
 } as const;

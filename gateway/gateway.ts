@@ -11,6 +11,7 @@ import { connectRedis } from '../queue/connect.js';
 import { Ingestor } from '../queue/ingest.js';
 import { RedisKeys } from '../queue/keys.js';
 import { buildGatewayApp, type GatewayApp, type GatewayAppOptions } from './app.js';
+import { LivePlacer, type Policy } from '../scheduler/index.js';
 import { GatewayMetrics } from './metrics.js';
 import { ResultHub } from './result-hub.js';
 
@@ -24,6 +25,8 @@ export interface GatewayOptions extends Pick<GatewayAppOptions, 'waitTimeoutMs' 
   gatewayId?: string;
   /** See IngestorOptions.flushWindowMs. */
   flushWindowMs?: number;
+  /** Place new monitors by this policy (scheduler/); without it, on the least-loaded live slot. */
+  policy?: Policy;
 }
 
 export class Gateway {
@@ -90,6 +93,7 @@ export class Gateway {
       clock: () => ({ offsetMs: clock.offsetMs, uncertaintyMs: clock.uncertaintyMs }),
       runId: () => this.#runId,
       ...(this.#options.flushWindowMs !== undefined ? { flushWindowMs: this.#options.flushWindowMs } : {}),
+      ...(this.#options.policy !== undefined ? { place: placerFor(redis, this.keys, this.#options.policy, () => clock.now()) } : {}),
       onError: (error) => logger.debug({ err: error.message }, 'queue connection error'),
     });
     this.#ingestor = ingestor;
@@ -129,4 +133,9 @@ export class Gateway {
     })();
     return this.#closing;
   }
+}
+
+function placerFor(redis: Redis, keys: RedisKeys, policy: Policy, now: () => number): (monitorId: string) => Promise<string> {
+  const placer = new LivePlacer({ redis, keys, policy, now });
+  return (monitorId) => placer.place(monitorId);
 }

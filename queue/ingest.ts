@@ -45,6 +45,11 @@ export interface IngestorOptions {
   keepFailed?: number;
   /** Connection errors of the queues (Redis away): logged by the caller. */
   onError?: (error: Error) => void;
+  /**
+   * Places a monitor seen for the first time (the scheduler's LivePlacer under a policy): resolves
+   * to its slot, or rejects with the reason it was refused. Without it, the least-loaded live slot.
+   */
+  place?: ((monitorId: string) => Promise<string>) | null;
 }
 
 export interface Accepted {
@@ -82,7 +87,7 @@ export class Ingestor {
   readonly stats: IngestStats = { flushes: 0, jobs: 0, packets: 0, duplicates: 0 };
 
   constructor(options: IngestorOptions) {
-    this.#options = { liveWindowMs: 15_000, dedupSeconds: 25 * 3600, maxBatch: 512, flushWindowMs: 15, keepFailed: 10_000, onError: () => {}, ...options };
+    this.#options = { liveWindowMs: 15_000, dedupSeconds: 25 * 3600, maxBatch: 512, flushWindowMs: 15, keepFailed: 10_000, onError: () => {}, place: null, ...options };
     this.#redis = withScripts(options.redis);
   }
 
@@ -164,9 +169,19 @@ export class Ingestor {
 
     // Route and add one job per slot.
     const bySlot = new Map<string, number[]>();
+    // A monitor the scheduler refuses fails alone: the other packets of the flush go on.
+    const refused = new Set<number>();
     for (const index of fresh) {
       const item = batch[index] as Pending;
-      const slot = await this.#route(item.monitorId);
+      let slot: string;
+      try {
+        slot = await this.#route(item.monitorId);
+      } catch (error) {
+        if (!(error instanceof Error && (error as { code?: string }).code === 'PLACEMENT_REFUSED')) throw error;
+        refused.add(index);
+        item.reject(error);
+        continue;
+      }
       let list = bySlot.get(slot);
       if (list === undefined) bySlot.set(slot, (list = []));
       list.push(index);
@@ -193,14 +208,16 @@ export class Ingestor {
     }));
 
     // Remember what was accepted; then answer.
-    if (fresh.length > 0) {
+    const enqueued = fresh.filter((index) => !refused.has(index));
+    if (enqueued.length > 0) {
       const markArgs: Array<string | number> = [];
-      for (const index of fresh) markArgs.push(dedupArgs[2 * index] as string, dedupArgs[2 * index + 1] as number);
+      for (const index of enqueued) markArgs.push(dedupArgs[2 * index] as string, dedupArgs[2 * index + 1] as number);
       await this.#redis.dedupMark(this.#options.dedupSeconds, ...markArgs);
     }
     const slotOfIndex = new Map<number, string>();
     for (const [slot, indexes] of bySlot) for (const index of indexes) slotOfIndex.set(index, slot);
     batch.forEach((item, index) => {
+      if (refused.has(index)) return;
       const slot = slotOfIndex.get(index);
       if (slot === undefined) this.stats.duplicates += 1;
       else this.stats.packets += 1;
@@ -211,7 +228,12 @@ export class Ingestor {
   async #route(monitorId: string): Promise<string> {
     const cached = this.#slotOf.get(monitorId);
     if (cached !== undefined) return cached;
-    const { keys, liveWindowMs } = this.#options;
+    const { keys, liveWindowMs, place } = this.#options;
+    if (place !== null) {
+      const placed = await place(monitorId);
+      this.#slotOf.set(monitorId, placed);
+      return placed;
+    }
     const slot = await this.#redis.assign(keys.assignments, keys.slotLoad, keys.slots, monitorId, liveWindowMs);
     if (slot === null) throw new QueueError('NO_WORKERS', 'no live worker to take this monitor; start a worker (ecgfaas worker)');
     this.#slotOf.set(monitorId, slot);

@@ -49,6 +49,16 @@ export class RedisKeys {
     return `${this.prefix}:worker:${workerId}`;
   }
 
+  /** String (JSON): the scheduler's last placement decision for a monitor (`ecgfaas placement explain`). */
+  placement(monitorId: string): string {
+    return `${this.prefix}:placement:${monitorId}`;
+  }
+
+  /** String: held while a gateway reads the inventory, plans and writes one placement. */
+  get placementLock(): string {
+    return `${this.prefix}:placement-lock`;
+  }
+
   /** Sorted set workerId → last heartbeat (ms). */
   get workers(): string {
     return `${this.prefix}:workers`;

@@ -26,6 +26,7 @@ import { withScripts } from '../queue/scripts.js';
 import type { EpisodeStore, S3Settings } from '../storage/index.js';
 import { latencyStreamKey, encodeLatencyEntry, LatencyPersister } from '../storage/index.js';
 import type { S3Client } from '@aws-sdk/client-s3';
+import { encodePlacementFields } from '../scheduler/inventory.js';
 import { collectHostFacts, CpuSampler, type HostFacts } from './facts/index.js';
 import { EpisodeOutbox, encodeOutboxEntry } from './episode-outbox.js';
 import { StorageThread, type SlotStorer } from './storage-client.js';
@@ -48,6 +49,8 @@ export interface WarmWorkerOptions {
   driver?: DeployDriver;
   /** Physical host, when the deploy driver knows it (a guest cannot see it). */
   host?: string | null;
+  /** The VM this worker runs in, as the deploy driver named it (default: the hostname, which in a guest is the VM's). */
+  vm?: string | null;
   /** CPU burnt per packet, to reproduce the paper's ~305 ms classifier and collocation effects. */
   extraComputeMs?: number;
   checkpointEvery?: number;
@@ -98,7 +101,10 @@ export interface WorkerStats {
 
 export class WarmWorker {
   readonly id: string;
-  readonly #options: Required<Omit<WarmWorkerOptions, 'host' | 'workerId'>> & { host: string | null };
+  readonly #options: Required<Omit<WarmWorkerOptions, 'host' | 'vm' | 'workerId'>> & { host: string | null; vm: string | null };
+  /** Compute time of the packets since the last heartbeat, and the smoothed cost per packet the scheduler reads. */
+  #costWindow = { ms: 0, packets: 0 };
+  #costMsPerPacket: number | null = null;
   readonly #keys: RedisKeys;
   #redis: ScriptedRedis | null = null;
   #clock: RedisClock | null = null;
@@ -129,7 +135,7 @@ export class WarmWorker {
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(this.id)) throw new RangeError(`worker id "${this.id}" must be 1-64 of [A-Za-z0-9_-]`);
     this.#options = {
       keyPrefix: 'ecgfaas', driver: 'local', extraComputeMs: 0, checkpointEvery: 30, resultTtlSeconds: 300,
-      stateTtlSeconds: 24 * 3600, heartbeatMs: 2000, leaseMs: 10_000, adoptOrphans: true, maxOutbox: 20_000, outboxDrainMs: 30_000, ...options, host: options.host ?? null,
+      stateTtlSeconds: 24 * 3600, heartbeatMs: 2000, leaseMs: 10_000, adoptOrphans: true, maxOutbox: 20_000, outboxDrainMs: 30_000, ...options, host: options.host ?? null, vm: options.vm ?? null,
     };
     this.#keys = new RedisKeys(this.#options.keyPrefix);
   }
@@ -268,12 +274,23 @@ export class WarmWorker {
     }
     const now = Math.round(this.#clock?.now() ?? Date.now());
     const ttl = Math.ceil((this.#options.heartbeatMs * 5) / 1000);
+    if (this.#costWindow.packets > 0) {
+      const mean = this.#costWindow.ms / this.#costWindow.packets;
+      this.#costMsPerPacket = this.#costMsPerPacket === null ? mean : 0.7 * this.#costMsPerPacket + 0.3 * mean;
+      this.#costWindow = { ms: 0, packets: 0 };
+    }
+    const facts = this.#facts as HostFacts;
     await redis.multi()
       .hset(keys.worker(this.id), {
         facts: JSON.stringify(this.#facts), driver: this.#options.driver, heartbeatAt: String(now),
         slots: JSON.stringify(this.ownedSlots()), monitors: String(this.#states?.size ?? 0),
         stats: JSON.stringify(this.stats), cpu: JSON.stringify(this.#cpu?.latest() ?? null),
         clock: JSON.stringify({ offsetMs: this.#clock?.offsetMs ?? 0, uncertaintyMs: this.#clock?.uncertaintyMs ?? 0 }),
+        ...encodePlacementFields({
+          vm: this.#options.vm ?? facts.hostname, host: this.#options.host ?? facts.hostname,
+          vcpus: Math.min(facts.vcpus, facts.cpuQuotaCores ?? Number.POSITIVE_INFINITY), memoryMb: Math.round(facts.memoryBytes / 2 ** 20),
+          hypervisor: facts.hypervisor.kind as HypervisorKind, costMsPerPacket: this.#costMsPerPacket === null ? null : Math.round(this.#costMsPerPacket * 1000) / 1000,
+        }),
       })
       .expire(keys.worker(this.id), ttl)
       .zadd(keys.workers, now, this.id)
@@ -310,6 +327,8 @@ export class WarmWorker {
         }
         this.#burn(this.#options.extraComputeMs);
         const computedAt = clock.now();
+        this.#costWindow.ms += computedAt - startedAt;
+        this.#costWindow.packets += 1;
         const status = errorCode !== null ? 'error' : (result as PacketResult).status;
         this.stats.packets += 1;
         if (status === 'duplicate') {

@@ -2,15 +2,11 @@
 import { Command, Option } from 'commander';
 import { Gateway } from '../../gateway/index.js';
 import { createS3Client, EmbeddedS3, s3SettingsFromEnv } from '../../storage/index.js';
+import { loadPolicy } from '../../scheduler/index.js';
 import { WarmWorker } from '../../worker/index.js';
-import { CliError, integerOption, resolveModelPath } from '../common.js';
+import { integerOption, redisUrlOf, resolveModelPath } from '../common.js';
 import { createLogger, untilSignal } from '../runtime.js';
 
-function redisUrlOf(value: string | undefined): string {
-  const url = value ?? process.env.REDIS_URL;
-  if (url === undefined || !/^rediss?:\/\//.test(url)) throw new CliError('CLI_NO_REDIS', 'give --redis redis://host:port (or set REDIS_URL)');
-  return url;
-}
 
 /** Prints one JSON line on stdout when ready: the local deploy driver waits for it. */
 function announce(event: Record<string, unknown>): void {
@@ -26,12 +22,13 @@ export function registerWorker(program: Command): void {
     .option('--extra-compute-ms <ms>', 'burn this much CPU per packet (the paper\'s classifier took ~305 ms)', integerOption('--extra-compute-ms', 0), 0)
     .addOption(new Option('--driver <driver>', 'the deploy driver that started this worker (recorded in every latency record)').choices(['local', 'libvirt']).default('local'))
     .option('--host <name>', 'physical host, when the deployer knows it')
+    .option('--vm <name>', 'the VM this worker runs in, as the deployer named it (default: the hostname)')
     .option('--worker-id <id>', 'worker id (default: hostname-pid-random)')
     .option('--checkpoint-every <n>', 'packets between full checkpoints of a monitor', integerOption('--checkpoint-every', 1), 30)
     .option('--result-ttl <s>', 'seconds results stay readable at GET /v1/invocations/:id', integerOption('--result-ttl', 1), 300)
     .option('--prefix <prefix>', 'Redis key prefix', 'ecgfaas')
     .action(async (options: {
-      redis?: string; model: string; extraComputeMs: number; driver: 'local' | 'libvirt'; host?: string; workerId?: string; checkpointEvery: number;
+      redis?: string; model: string; extraComputeMs: number; driver: 'local' | 'libvirt'; host?: string; vm?: string; workerId?: string; checkpointEvery: number;
       resultTtl: number; prefix: string;
     }) => {
       const logger = createLogger('worker');
@@ -46,6 +43,7 @@ export function registerWorker(program: Command): void {
         logger,
         driver: options.driver,
         host: options.host ?? null,
+        vm: options.vm ?? null,
         extraComputeMs: options.extraComputeMs,
         checkpointEvery: options.checkpointEvery,
         resultTtlSeconds: options.resultTtl,
@@ -71,12 +69,14 @@ export function registerWorker(program: Command): void {
     .option('--port <port>', 'port (0: a free one)', integerOption('--port', 0, 65535), 8080)
     .option('--wait-timeout-ms <ms>', 'longest a ?wait=1 request waits for its result', integerOption('--wait-timeout-ms', 0), 1000)
     .option('--prefix <prefix>', 'Redis key prefix', 'ecgfaas')
+    .option('--policy <file>', 'place new monitors by this placement policy (YAML, docs/SCHEDULER.md); default: the least-loaded live worker')
     .option('--flush-window-ms <ms>', 'wait this long after a packet for others to share its enqueue (fewer Redis round trips per packet under load)', integerOption('--flush-window-ms', 0, 1000), 15)
-    .action(async (options: { redis?: string; host: string; port: number; waitTimeoutMs: number; prefix: string; flushWindowMs: number }) => {
+    .action(async (options: { redis?: string; host: string; port: number; waitTimeoutMs: number; prefix: string; flushWindowMs: number; policy?: string }) => {
       const logger = createLogger('gateway');
+      const policy = options.policy === undefined ? undefined : await loadPolicy(options.policy);
       const gateway = new Gateway({
         redisUrl: redisUrlOf(options.redis), keyPrefix: options.prefix, host: options.host, port: options.port,
-        waitTimeoutMs: options.waitTimeoutMs, flushWindowMs: options.flushWindowMs, logger,
+        waitTimeoutMs: options.waitTimeoutMs, flushWindowMs: options.flushWindowMs, logger, ...(policy !== undefined ? { policy } : {}),
       });
       const stopped = untilSignal();
       try {

@@ -1,0 +1,91 @@
+/** `ecgfaas placement explain` and `ecgfaas monitors add`: the live scheduler's side of the CLI. */
+import { Command } from 'commander';
+import { Redis } from 'ioredis';
+import { connectRedis } from '../../queue/connect.js';
+import { RedisClock } from '../../queue/clock.js';
+import { RedisKeys } from '../../queue/keys.js';
+import { explain, LivePlacer, loadPolicy, storedDecision } from '../../scheduler/index.js';
+import { CliError, printJson, redisUrlOf } from '../common.js';
+
+
+async function withRedis<T>(url: string, use: (redis: Redis) => Promise<T>): Promise<T> {
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  redis.on('error', () => {});
+  await connectRedis(redis, url);
+  try {
+    return await use(redis);
+  } finally {
+    await redis.quit().catch(() => redis.disconnect());
+  }
+}
+
+const MONITOR_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
+export function registerPlacement(program: Command): void {
+  const placement = program.command('placement').description('Where monitors are placed, and why');
+  placement
+    .command('explain <monitor>')
+    .description('Say why a monitor is where it is, and which rules excluded the other workers')
+    .option('--redis <url>', 'Redis URL (default: REDIS_URL)')
+    .option('--prefix <prefix>', 'Redis key prefix', 'ecgfaas')
+    .option('--json', 'print the stored decision as JSON')
+    .action(async (monitor: string, flags: { redis?: string; prefix: string; json?: boolean }) => {
+      if (!MONITOR_ID.test(monitor)) throw new CliError('CLI_BAD_MONITOR', `"${monitor}" is not a monitor id ([A-Za-z0-9_-]{1,64})`, 2);
+      const keys = new RedisKeys(flags.prefix);
+      await withRedis(redisUrlOf(flags.redis), async (redis) => {
+        const [stored, slot] = await Promise.all([storedDecision(redis, keys, monitor), redis.hget(keys.assignments, monitor)]);
+        if (stored === null) {
+          throw new CliError('PLACEMENT_UNKNOWN', slot === null
+            ? `monitor ${monitor} has never been placed`
+            : `monitor ${monitor} is on slot ${slot}, placed without a policy (least-loaded live worker): no decision to explain`);
+        }
+        if (flags.json) {
+          printJson({ monitor, slot, ...stored });
+          return;
+        }
+        process.stdout.write(`${explain(stored.decision)}\n  decided ${new Date(stored.at).toISOString()}; assigned slot now: ${slot ?? 'none'}\n`);
+      });
+    });
+
+  program
+    .command('monitors')
+    .description('Monitors known to the scheduler')
+    .command('add <monitors...>')
+    .description('Place monitors ahead of their first packet, by a placement policy')
+    .requiredOption('--policy <file>', 'placement policy (YAML)')
+    .option('--redis <url>', 'Redis URL (default: REDIS_URL)')
+    .option('--prefix <prefix>', 'Redis key prefix', 'ecgfaas')
+    .option('--json', 'print {placed: [{monitor, slot}], refused: [{monitor, reason}]}')
+    .action(async (monitors: string[], flags: { policy: string; redis?: string; prefix: string; json?: boolean }) => {
+      const bad = monitors.find((monitor) => !MONITOR_ID.test(monitor));
+      if (bad !== undefined) throw new CliError('CLI_BAD_MONITOR', `"${bad}" is not a monitor id ([A-Za-z0-9_-]{1,64})`, 2);
+      const policy = await loadPolicy(flags.policy);
+      const keys = new RedisKeys(flags.prefix);
+      const outcome = await withRedis(redisUrlOf(flags.redis), async (redis) => {
+        const clock = new RedisClock(redis, { refreshMs: 0 });
+        await clock.start();
+        try {
+          const placer = new LivePlacer({ redis, keys, policy, now: () => clock.now() });
+          const placed: Array<{ monitor: string; slot: string }> = [];
+          const refused: Array<{ monitor: string; reason: string }> = [];
+          for (const monitor of monitors) {
+            try {
+              placed.push({ monitor, slot: await placer.place(monitor) });
+            } catch (error) {
+              if ((error as { code?: string }).code !== 'PLACEMENT_REFUSED') throw error;
+              refused.push({ monitor, reason: (error as Error).message });
+            }
+          }
+          return { placed, refused };
+        } finally {
+          await clock.close();
+        }
+      });
+      if (flags.json) printJson(outcome);
+      else {
+        for (const { monitor, slot } of outcome.placed) process.stdout.write(`${monitor} → ${slot}\n`);
+        for (const { reason } of outcome.refused) process.stdout.write(`refused: ${reason}\n`);
+      }
+      if (outcome.refused.length > 0) throw new CliError('PLACEMENT_REFUSED', `${outcome.refused.length} of ${monitors.length} monitors were refused`);
+    });
+}
