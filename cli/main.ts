@@ -9,6 +9,7 @@ import { registerAnnotate } from './commands/annotate.js';
 import { registerData } from './commands/data.js';
 import { registerEval } from './commands/eval.js';
 import { registerModel } from './commands/model.js';
+import { registerDeploy } from './commands/deploy.js';
 import { registerPlacement } from './commands/placement.js';
 import { registerPlan } from './commands/plan.js';
 import { registerS3Server, registerWorker } from './commands/worker.js';
@@ -41,6 +42,7 @@ export function buildProgram(): Command {
   registerS3Server(program);
   registerPlan(program);
   registerPlacement(program);
+  registerDeploy(program);
   // Subcommands inherit exitOverride only when set before they are added; set it on all of them.
   for (const command of program.commands) {
     command.exitOverride();

@@ -53,6 +53,14 @@ interface Dirs {
   freezer: string;
 }
 
+function dirsOf(name: string, version: CgroupVersion, root: string): Dirs {
+  const v2 = path.join(root, 'ecgfaas', name);
+  const v1 = (controller: string) => path.join(root, controller, 'ecgfaas', name);
+  return version === 'v2'
+    ? { cpu: v2, cpuacct: v2, memory: v2, freezer: v2 }
+    : { cpu: v1('cpu'), cpuacct: v1('cpuacct'), memory: v1('memory'), freezer: v1('freezer') };
+}
+
 /** One VM's group, in every controller it needs. */
 export class CpuGroup {
   readonly name: string;
@@ -65,16 +73,19 @@ export class CpuGroup {
     this.#dirs = dirs;
   }
 
+  /** The existing group of VM `name` (another process made it), to freeze, thaw or remove it. */
+  static open(name: string, root = '/sys/fs/cgroup'): CpuGroup {
+    const version = detectCgroups(root);
+    if (version === null) throw new CgroupError('CGROUP_UNAVAILABLE', `no cgroup v1 or v2 hierarchy at ${root}`);
+    return new CpuGroup(name, version, dirsOf(name, version, root));
+  }
+
   /** The group of VM `name` (created if missing) with these limits. */
   static async create(name: string, limits: GroupLimits, root = '/sys/fs/cgroup'): Promise<CpuGroup> {
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(name)) throw new CgroupError('CGROUP_FAILED', `"${name}" is not a group name`);
     const version = detectCgroups(root);
     if (version === null) throw new CgroupError('CGROUP_UNAVAILABLE', `no cgroup v1 or v2 hierarchy at ${root}`);
-    const v2 = path.join(root, 'ecgfaas', name);
-    const v1 = (controller: string) => path.join(root, controller, 'ecgfaas', name);
-    const dirs: Dirs = version === 'v2'
-      ? { cpu: v2, cpuacct: v2, memory: v2, freezer: v2 }
-      : { cpu: v1('cpu'), cpuacct: v1('cpuacct'), memory: v1('memory'), freezer: v1('freezer') };
+    const dirs = dirsOf(name, version, root);
     try {
       if (version === 'v2') {
         // Controllers must be enabled in every ancestor's subtree_control for the leaf to have them.

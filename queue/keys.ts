@@ -59,6 +59,16 @@ export class RedisKeys {
     return `${this.prefix}:placement-lock`;
   }
 
+  /** String (JSON): a VM the deploy driver manages (deploy/vms.ts). */
+  vm(name: string): string {
+    return `${this.prefix}:vm:${name}`;
+  }
+
+  /** Set of VM names the deploy drivers manage. */
+  get vms(): string {
+    return `${this.prefix}:vms`;
+  }
+
   /** Sorted set workerId → last heartbeat (ms). */
   get workers(): string {
     return `${this.prefix}:workers`;

@@ -1,0 +1,110 @@
+/** `ecgfaas deploy`, `ecgfaas vms`, `ecgfaas vm pause|resume|shutdown|destroy NAME`: VMs and their warm workers. */
+import { mkdir } from 'node:fs/promises';
+import { Command, Option } from 'commander';
+import { Redis } from 'ioredis';
+import { listVms, LocalVmDriver, vmControl, type VmRecord } from '../../deploy/index.js';
+import { connectRedis } from '../../queue/connect.js';
+import { RedisKeys } from '../../queue/keys.js';
+import { CliError, integerOption, numberOption, printJson, redisUrlOf } from '../common.js';
+import { untilSignal } from '../runtime.js';
+
+async function withRedis<T>(url: string, use: (redis: Redis) => Promise<T>): Promise<T> {
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  redis.on('error', () => {});
+  await connectRedis(redis, url);
+  try {
+    return await use(redis);
+  } finally {
+    await redis.quit().catch(() => redis.disconnect());
+  }
+}
+
+function formatVms(records: VmRecord[]): string {
+  if (records.length === 0) return 'no VMs';
+  const lines = ['NAME            STATE     DRIVER  HOST                 VCPUS  MEMORY  CGROUP  WORKERS'];
+  for (const vm of records) {
+    lines.push(`${vm.name.padEnd(15)} ${vm.state.padEnd(9)} ${vm.driver.padEnd(7)} ${vm.host.slice(0, 20).padEnd(20)} ${String(vm.vcpus).padStart(5)}  ${String(vm.memoryMb).padStart(6)}  ${(vm.cgroup ?? '-').padEnd(6)}  ${vm.workers.map((w) => `${w.workerId}${w.pid === null ? '' : `(${w.pid})`}`).join(', ') || '-'}`);
+  }
+  return lines.join('\n');
+}
+
+export function registerDeploy(program: Command): void {
+  program
+    .command('deploy')
+    .description('Start VMs of warm workers with a deploy driver and keep them until Ctrl-C (local: cgroup-confined process groups on this host)')
+    .addOption(new Option('--driver <driver>', 'deploy driver').choices(['local']).default('local'))
+    .requiredOption('--vms <n>', 'VMs to start', integerOption('--vms', 1, 64))
+    .option('--vcpus <n>', 'vCPUs of each VM (local: its cgroup CPU quota, fractions allowed)', numberOption('--vcpus', 0.01, 256), 1)
+    .option('--memory-mb <n>', 'memory of each VM', integerOption('--memory-mb', 64), 1024)
+    .option('--workers-per-vm <n>', 'warm workers in each VM', integerOption('--workers-per-vm', 1, 16), 1)
+    .option('--name-prefix <prefix>', 'VMs are named <prefix>-1, <prefix>-2, ...', 'vm')
+    .option('--model <name|path>', 'ONNX model of the workers', 'default')
+    .option('--extra-compute-ms <ms>', 'CPU burnt per packet by the functions (the paper: ~305)', integerOption('--extra-compute-ms', 0), 0)
+    .option('--logs <dir>', "directory for the workers' logs")
+    .option('--no-confine', 'run the VMs without cgroups even where they are available')
+    .option('--redis <url>', 'Redis URL (default: REDIS_URL)')
+    .option('--prefix <prefix>', 'Redis key prefix', 'ecgfaas')
+    .action(async (flags: {
+      vms: number; vcpus: number; memoryMb: number; workersPerVm: number; namePrefix: string; model: string; extraComputeMs: number;
+      logs?: string; confine: boolean; redis?: string; prefix: string;
+    }) => {
+      if (!/^[A-Za-z0-9_-]{1,40}$/.test(flags.namePrefix)) throw new CliError('CLI_BAD_NAME', `--name-prefix "${flags.namePrefix}" must be 1-40 of [A-Za-z0-9_-]`, 2);
+      const url = redisUrlOf(flags.redis);
+      if (flags.logs !== undefined) await mkdir(flags.logs, { recursive: true });
+      await withRedis(url, async (redis) => {
+        const driver = new LocalVmDriver({
+          redis, keys: new RedisKeys(flags.prefix),
+          workerArgs: ['--redis', url, '--prefix', flags.prefix, '--model', flags.model, '--extra-compute-ms', String(flags.extraComputeMs)],
+          ...(flags.logs !== undefined ? { logsDir: flags.logs } : {}),
+          ...(flags.confine ? {} : { confine: false }),
+        });
+        const stopped = untilSignal();
+        try {
+          for (let index = 1; index <= flags.vms; index++) {
+            const name = `${flags.namePrefix}-${index}`;
+            await driver.create({ name, vcpus: flags.vcpus, memoryMb: flags.memoryMb, workers: flags.workersPerVm });
+            await driver.start(name);
+          }
+          printJson({ event: 'ready', vms: await driver.list() });
+          await stopped;
+        } finally {
+          await driver.close();
+        }
+      });
+    });
+
+  program
+    .command('vms')
+    .description('List the VMs the deploy drivers manage')
+    .option('--redis <url>', 'Redis URL (default: REDIS_URL)')
+    .option('--prefix <prefix>', 'Redis key prefix', 'ecgfaas')
+    .option('--json', 'print a JSON array')
+    .action(async (flags: { redis?: string; prefix: string; json?: boolean }) => {
+      const records = await withRedis(redisUrlOf(flags.redis), (redis) => listVms(redis, new RedisKeys(flags.prefix)));
+      if (flags.json) printJson(records);
+      else process.stdout.write(`${formatVms(records)}\n`);
+    });
+
+  program
+    .command('vm')
+    .description('Pause, resume, shut down or destroy a VM')
+    .addArgument(new Command().createArgument('<action>', 'pause | resume | shutdown | destroy').choices(['pause', 'resume', 'shutdown', 'destroy']))
+    .argument('<name>', 'the VM (ecgfaas vms lists them)')
+    .option('--redis <url>', 'Redis URL (default: REDIS_URL)')
+    .option('--prefix <prefix>', 'Redis key prefix', 'ecgfaas')
+    .option('--json', 'print the VM record after the action')
+    .action(async (action: 'pause' | 'resume' | 'shutdown' | 'destroy', name: string, flags: { redis?: string; prefix: string; json?: boolean }) => {
+      await withRedis(redisUrlOf(flags.redis), async (redis) => {
+        const control = vmControl(redis, new RedisKeys(flags.prefix));
+        if (action === 'destroy') {
+          await control.destroy(name);
+          if (flags.json) printJson({ name, destroyed: true });
+          else process.stdout.write(`${name}: destroyed\n`);
+          return;
+        }
+        const record = await control[action](name);
+        if (flags.json) printJson(record);
+        else process.stdout.write(`${name}: ${record.state}\n`);
+      });
+    });
+}
