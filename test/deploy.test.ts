@@ -125,6 +125,23 @@ describe('ecgfaas deploy --driver local, then vms and vm from other processes', 
     expect(await heartbeatOf('vm-2-w1')).toBeGreaterThan(frozenAt);
   });
 
+  it('a VM paused past the lease: the other VM\'s worker adopts its slot, and hands it back once it is resumed', async () => {
+    expect(await redis.get(keys.slotLease('vm-2-w1'))).toBe('vm-2-w1');
+    await cli('vm', 'pause', 'vm-2');
+    let holder: string | null = null;
+    for (let tries = 0; tries < 60 && holder !== 'vm-1-w1'; tries++) {
+      await sleep(500);
+      holder = await redis.get(keys.slotLease('vm-2-w1'));
+    }
+    expect(holder).toBe('vm-1-w1');
+    await cli('vm', 'resume', 'vm-2');
+    for (let tries = 0; tries < 40 && holder !== 'vm-2-w1'; tries++) {
+      await sleep(500);
+      holder = await redis.get(keys.slotLease('vm-2-w1'));
+    }
+    expect(holder).toBe('vm-2-w1');
+  }, 60_000);
+
   it('refuses actions that do not fit the VM\'s state, and unknown VMs, with codes', async () => {
     const resumeRunning = await cli('vm', 'resume', 'vm-1');
     expect(resumeRunning.code).toBe(1);

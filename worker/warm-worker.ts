@@ -261,6 +261,24 @@ export class WarmWorker {
         await this.#stopConsuming(slot);
       }
     }
+    const nowMs = this.#clock?.now() ?? Date.now();
+    // A slot adopted from a worker that is alive again (it was paused, frozen or cut off, not dead):
+    // hand it back between jobs; the worker takes it below on its own next heartbeat.
+    for (const slot of [...this.#consumers.keys()]) {
+      if (slot === this.id) continue;
+      const heartbeat = await redis.zscore(keys.workers, slot);
+      if (heartbeat !== null && Number(heartbeat) >= nowMs - 2 * this.#options.heartbeatMs) {
+        this.#options.logger.info({ slot }, 'handing an adopted slot back to its worker, alive again');
+        await this.#stopConsuming(slot);
+        await redis.release(keys.slotLease(slot), this.id);
+      }
+    }
+    // Our own slot, taken over while we were away: take it back once its adopter lets go.
+    if (!this.#consumers.has(this.slot)
+      && (await redis.lease(keys.slotLease(this.slot), keys.slots, this.id, this.#options.leaseMs, this.slot, 'own')) === 1) {
+      this.#options.logger.info({ slot: this.slot }, 'took its own slot back');
+      this.#consume(this.slot);
+    }
     if (this.#options.adoptOrphans) {
       const staleBefore = Math.round((this.#clock?.now() ?? Date.now()) - this.#options.leaseMs * 1.5);
       const stale = await redis.zrangebyscore(keys.slots, '-inf', staleBefore);
