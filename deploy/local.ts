@@ -21,6 +21,8 @@ export interface LocalProcessOptions {
   logs?: string | 'inherit' | 'ignore';
   readyTimeoutMs?: number;
   stopTimeoutMs?: number;
+  /** The child exited without stop() being asked (a crash, or kill()): a supervisor's cue. */
+  onCrash?: (exit: { code: number | null; signal: NodeJS.Signals | null; pid: number | null }) => void;
 }
 
 export class LocalProcess<Ready extends Record<string, unknown> = Record<string, unknown>> {
@@ -28,6 +30,7 @@ export class LocalProcess<Ready extends Record<string, unknown> = Record<string,
   #child: ChildProcess | null = null;
   #exited: Promise<number | null> | null = null;
   #log: WriteStream | null = null;
+  #stopping = false;
   ready: Ready | null = null;
 
   constructor(options: LocalProcessOptions) {
@@ -55,7 +58,10 @@ export class LocalProcess<Ready extends Record<string, unknown> = Record<string,
       this.#log = createWriteStream(logs, { flags: 'a' });
       child.stderr.pipe(this.#log);
     }
-    this.#exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+    this.#exited = new Promise((resolve) => child.once('exit', (code, signal) => {
+      if (!this.#stopping && this.ready !== null) this.#options.onCrash?.({ code, signal, pid: child.pid ?? null });
+      resolve(code);
+    }));
     const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
     const timeoutMs = this.#options.readyTimeoutMs ?? 60_000;
     const ready = await new Promise<Ready>((resolve, reject) => {
@@ -87,6 +93,7 @@ export class LocalProcess<Ready extends Record<string, unknown> = Record<string,
   async stop(): Promise<number | null> {
     const child = this.#child;
     if (child === null) return null;
+    this.#stopping = true;
     if (this.running) child.kill('SIGTERM');
     const grace = this.#options.stopTimeoutMs ?? 20_000;
     const timer = setTimeout(() => child.kill('SIGKILL'), grace);

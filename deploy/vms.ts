@@ -17,6 +17,7 @@ import path from 'node:path';
 import type { Redis } from 'ioredis';
 import { EcgFaasError } from '../contracts/errors.js';
 import type { RedisKeys } from '../queue/keys.js';
+import { withScripts } from '../queue/scripts.js';
 import type { VmState } from '../scheduler/index.js';
 import { CpuGroup, detectCgroups, type CgroupVersion } from './cgroups.js';
 import { LocalProcess } from './local.js';
@@ -212,6 +213,10 @@ export class LocalVmDriver implements DeployDriver {
       args: ['worker', ...this.#o.workerArgs, '--vm', name, '--host', this.#host, '--worker-id', workerId, '--driver', 'local'],
       ...(this.#o.env !== undefined ? { env: this.#o.env } : {}),
       logs: this.#o.logsDir === undefined ? 'ignore' : path.join(this.#o.logsDir, `${workerId}.log`),
+      // A crash is seen at once: the worker's slots are adopted on the next heartbeat of another, not after the lease lapses.
+      onCrash: () => {
+        void withScripts(this.#o.redis).declareDead(this.#o.keys.slots, this.#o.keys.workers, workerId, this.#o.keys.leasePrefix).catch(() => 0);
+      },
     });
     // Confined before it loads anything: start() resolves when it is ready, so add the pid as soon as it exists.
     const started = worker.start();

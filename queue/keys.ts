@@ -41,7 +41,12 @@ export class RedisKeys {
 
   /** String: the worker that currently owns a slot (with a TTL refreshed by its heartbeats). */
   slotLease(slot: string): string {
-    return `${this.prefix}:lease:${slot}`;
+    return `${this.leasePrefix}${slot}`;
+  }
+
+  /** What every slot lease key starts with. */
+  get leasePrefix(): string {
+    return `${this.prefix}:lease:`;
   }
 
   /** Hash: a worker's facts (JSON) and counters, refreshed on each heartbeat, expiring when it dies. */

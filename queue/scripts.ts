@@ -116,7 +116,27 @@ end
 return 1
 `;
 
+/**
+ * A supervisor saw a worker die (its deploy driver got the process's exit): every slot lease it
+ * holds is dropped and the slots marked stale, so the next heartbeat of a live worker adopts them
+ * instead of waiting for the leases to lapse. KEYS slots, workers; ARGV worker id, lease key prefix.
+ */
+const DECLARE_DEAD = `
+local dropped = 0
+for _, slot in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local lease = ARGV[2] .. slot
+  if redis.call('GET', lease) == ARGV[1] then
+    redis.call('DEL', lease)
+    redis.call('ZADD', KEYS[1], 0, slot)
+    dropped = dropped + 1
+  end
+end
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
+return dropped
+`;
+
 export interface PlatformScripts {
+  declareDead(slots: string, workers: string, workerId: string, leasePrefix: string): Promise<number>;
   dedupCheck(...keysAndBits: Array<string | number>): Promise<number[]>;
   dedupMark(ttlSeconds: number, ...keysAndBits: Array<string | number>): Promise<number>;
   assign(assignments: string, slotLoad: string, slots: string, monitorId: string, liveWindowMs: number): Promise<string | null>;
@@ -136,6 +156,7 @@ export function withScripts(redis: Redis): Redis & PlatformScripts {
   redis.defineCommand('commit', { numberOfKeys: 0, lua: COMMIT });
   redis.defineCommand('dedupCheck', { numberOfKeys: 0, lua: DEDUP_CHECK });
   redis.defineCommand('dedupMark', { numberOfKeys: 0, lua: DEDUP_MARK });
+  redis.defineCommand('declareDead', { numberOfKeys: 2, lua: DECLARE_DEAD });
   redis.defineCommand('outboxDone', { numberOfKeys: 3, lua: OUTBOX_DONE });
   r.__ecgfaasScripts = true;
   return r;

@@ -9,6 +9,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import type { LatencyRecord } from '../contracts/invocation.js';
 import { buildReport, writeReportFiles, formatReport, type LatencyReport } from '../report/index.js';
 import { runReplay, type ReplayProgress, type ReplaySummary } from '../replay/index.js';
 import { EpisodeStore, readRunRecords, writeRoundTrips, writeRunManifest } from '../storage/index.js';
@@ -32,6 +33,8 @@ export interface RunOptions {
   runPrefix?: string;
   onProgress?: (progress: ReplayProgress) => void;
   onStarted?: (info: { runId: string; gatewayUrl: string }) => void;
+  /** Runs alongside the measured replay (e.g. a benchmark's fault: kill a worker); awaited before draining. */
+  during?: (stack: EmbeddedStack) => Promise<void>;
   signal?: AbortSignal;
 }
 
@@ -46,6 +49,8 @@ export interface RunOutcome {
   cpuPct: { gateway: number | null; workers: number | null; redis: number | null; s3: number | null; loadGenerator: number | null };
   failedJobs: number;
   drained: boolean;
+  /** The run's latency records, as stored. */
+  records: LatencyRecord[];
   workers: Array<{ workerId: string; hypervisor: string }>;
 }
 
@@ -100,6 +105,7 @@ export async function runOnStack(options: RunOptions): Promise<RunOutcome> {
       for (const meter of Object.values(meters)) meter.begin();
       const replayStartedAt = Date.now();
       const roundtripsFile = path.join(scratch, 'roundtrips.ndjson');
+      const fault = options.during?.(stack);
       const replay = await runReplay({
         gateway: info.gatewayUrl, monitors: options.monitors, durationS: options.durationS, dataDir: options.dataDir,
         records: options.records, seed: options.seed, deadlineMs: options.deadlineMs, leads: options.leads, roundtripsFile,
@@ -109,6 +115,7 @@ export async function runOnStack(options: RunOptions): Promise<RunOutcome> {
         gateway: meters.gateway.percent(), workers: meters.workers.percent(), redis: meters.redis.percent(),
         s3: meters.s3.percent(), loadGenerator: meters.loadGenerator.percent(),
       };
+      await fault;
       options.logger.info('replay done; draining');
       const drained = await stack.drain(120_000);
       options.logger.info({ drained }, 'drained');
@@ -143,7 +150,7 @@ export async function runOnStack(options: RunOptions): Promise<RunOutcome> {
           duplicates: replay.packets.duplicates, failed: replay.packets.failed,
         },
         episodes: { written: ours.length, closed: ours.filter((manifest) => manifest.end !== null).length },
-        cpuPct, failedJobs, drained, workers,
+        cpuPct, failedJobs, drained, workers, records,
       };
     } finally {
       s3.destroy();

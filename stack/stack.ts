@@ -12,6 +12,7 @@ import type { Logger } from 'pino';
 import { LocalProcess } from '../deploy/local.js';
 import { EmbeddedRedis } from '../queue/embedded-redis.js';
 import { RedisKeys } from '../queue/keys.js';
+import { withScripts } from '../queue/scripts.js';
 import { createS3Client, EMBEDDED_S3_KEY, s3SettingsFromEnv, type S3Settings } from '../storage/index.js';
 
 export interface StackOptions {
@@ -126,6 +127,8 @@ export class EmbeddedStack {
         '--extra-compute-ms', String(this.#options.extraComputeMs), '--driver', 'local', ...extraArgs],
       env: this.#childEnv(),
       logs: path.join(this.#options.dir, 'logs', `worker-${index}.log`),
+      // The supervisor sees a crash at once: the dead worker's slots are adopted on the next heartbeat, not after the lease lapses.
+      onCrash: () => void this.#declareDead(worker.ready?.workerId),
     });
     this.workers.push(worker);
     await worker.start();
@@ -159,6 +162,13 @@ export class EmbeddedStack {
   async setRun(runId: string, waitForGateways = false): Promise<void> {
     await this.#withRedis((redis) => redis.set(this.keys.currentRun, runId));
     if (waitForGateways) await new Promise((resolve) => setTimeout(resolve, 1200));
+  }
+
+  async #declareDead(workerId: string | undefined): Promise<void> {
+    if (workerId === undefined || this.#closing !== null) return;
+    await this.#withRedis((redis) => withScripts(redis).declareDead(this.keys.slots, this.keys.workers, workerId, this.keys.leasePrefix))
+      .then((slots) => this.#options.logger.warn({ worker: workerId, slots }, 'a worker died; its slots are free for adoption'))
+      .catch((error: Error) => this.#options.logger.warn({ worker: workerId, err: error.message }, 'could not declare a dead worker'));
   }
 
   /** Waits until every slot queue is empty (nothing waiting, active or delayed) and every episode write is stored; false on timeout. */
