@@ -35,10 +35,11 @@ export interface IngestorOptions {
   /** Most packets in one flush (default 512); a full batch flushes at once. */
   maxBatch?: number;
   /**
-   * After the first packet of an idle spell, wait this long (ms) for others to join the flush
-   * (default 15). Every flush costs Redis round trips and each job a fetch, a commit and a publish
-   * whatever its size, so at high rates a few ms of waiting buy many fewer round trips per packet;
-   * 0 flushes at the next event-loop turn.
+   * At most one flush per this many ms (default 15): a packet arriving when the last flush is older
+   * than that goes at the next event-loop turn; one arriving sooner waits for the window to end,
+   * with every packet that joins it. Every flush costs Redis round trips and each job a fetch, a
+   * commit and a publish whatever its size, so under load the window buys many fewer round trips
+   * per packet, and at low rates it costs nothing. 0: a flush every turn.
    */
   flushWindowMs?: number;
   /** Keep this many failed jobs per slot queue, with their errors. */
@@ -83,6 +84,7 @@ export class Ingestor {
   #flushing: Promise<void> | null = null;
   /** The next flush, when one is scheduled (a timer for the window, or the next turn). */
   #scheduled: { cancel(): void } | null = null;
+  #lastFlushAt = Number.NEGATIVE_INFINITY;
   #closed = false;
   readonly stats: IngestStats = { flushes: 0, jobs: 0, packets: 0, duplicates: 0 };
 
@@ -114,17 +116,18 @@ export class Ingestor {
     }
     const flush = () => {
       this.#scheduled = null;
+      this.#lastFlushAt = performance.now();
       this.#flushing = this.#flushLoop().finally(() => {
         this.#flushing = null;
         if (this.#pending.length > 0) this.#schedule();
       });
     };
-    const windowMs = this.#options.flushWindowMs;
-    if (full || windowMs <= 0 || this.#closed) {
+    const waitMs = this.#lastFlushAt + this.#options.flushWindowMs - performance.now();
+    if (full || waitMs <= 0 || this.#closed) {
       const immediate = setImmediate(flush);
       this.#scheduled = { cancel: () => clearImmediate(immediate) };
     } else {
-      const timer = setTimeout(flush, windowMs);
+      const timer = setTimeout(flush, waitMs);
       this.#scheduled = { cancel: () => clearTimeout(timer) };
     }
   }
