@@ -180,7 +180,8 @@ export class Ingestor {
       try {
         slot = await this.#route(item.monitorId);
       } catch (error) {
-        if (!(error instanceof Error && (error as { code?: string }).code === 'PLACEMENT_REFUSED')) throw error;
+        const code = (error as { code?: string }).code;
+        if (code !== 'PLACEMENT_REFUSED' && code !== 'PLACEMENT_BUSY') throw error;
         refused.add(index);
         item.reject(error);
         continue;
