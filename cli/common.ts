@@ -2,7 +2,9 @@ import { existsSync, statSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
 import { EcgFaasError } from '../contracts/errors.js';
+import { connectRedis } from '../queue/connect.js';
 import { DS1_RECORDS, PACED_RECORDS } from '../functions/datasets.js';
 import { BeatClassifier } from '../functions/model/index.js';
 
@@ -104,4 +106,16 @@ export function redisUrlOf(value: string | undefined): string {
   const url = value ?? process.env.REDIS_URL;
   if (url === undefined || !/^rediss?:\/\//.test(url)) throw new CliError('CLI_NO_REDIS', 'give --redis redis://host:port (or set REDIS_URL)');
   return url;
+}
+
+/** A Redis connection for one CLI command: connected (REDIS_UNREACHABLE otherwise), used, closed. */
+export async function withRedis<T>(url: string, use: (redis: Redis) => Promise<T>): Promise<T> {
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  redis.on('error', () => {});
+  await connectRedis(redis, url);
+  try {
+    return await use(redis);
+  } finally {
+    await redis.quit().catch(() => redis.disconnect());
+  }
 }

@@ -69,6 +69,11 @@ export class RedisKeys {
     return `${this.prefix}:vm:${name}`;
   }
 
+  /** Stream: the scheduler's actions with their reasons (scheduler/control.ts). */
+  get schedulerEvents(): string {
+    return `${this.prefix}:scheduler-events`;
+  }
+
   /** Set of VM names the deploy drivers manage. */
   get vms(): string {
     return `${this.prefix}:vms`;

@@ -2,6 +2,7 @@
 export { SchedulerError } from './errors.js';
 export { encodePlacementFields, readInventory, type WorkerPlacementFields } from './inventory.js';
 export { LivePlacer, storedDecision, type StoredDecision } from './live.js';
+export { readSchedulerEvents, SchedulerLoop, type SchedulerEvent } from './control.js';
 export { hostReserve, loadPolicy, PolicySchema, resolvePolicy, type Policy } from './policy.js';
 export {
   explain, plan, whatIfInventory,

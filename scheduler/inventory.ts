@@ -10,7 +10,7 @@
 import type { Redis } from 'ioredis';
 import type { HypervisorKind } from '../contracts/invocation.js';
 import type { RedisKeys } from '../queue/keys.js';
-import type { HostInfo, InstanceInfo, Inventory, VmInfo, WorkerInfo } from './placement.js';
+import type { HostInfo, InstanceInfo, Inventory, VmInfo, VmState, WorkerInfo } from './placement.js';
 
 /** The scheduler's fields of a worker's heartbeat record (the record holds more: facts, stats, clock). */
 export interface WorkerPlacementFields {
@@ -50,11 +50,20 @@ export interface ReadInventoryOptions {
 
 /** The inventory now, and which queue slot each worker consumes (its own, the one it was born with). */
 export async function readInventory(redis: Redis, keys: RedisKeys, options: ReadInventoryOptions): Promise<Inventory> {
-  const [workerScores, assignments, slotIds] = await Promise.all([
+  const [workerScores, assignments, slotIds, managed] = await Promise.all([
     redis.zrange(keys.workers, '0', '-1', 'WITHSCORES'),
     redis.hgetall(keys.assignments),
     redis.zrange(keys.slots, '0', '-1'),
+    redis.smembers(keys.vms),
   ]);
+  // VMs a deploy driver manages (deploy/vms.ts records): a paused one's workers are frozen, not dead.
+  const vmStates = new Map<string, VmState>();
+  if (managed.length > 0) {
+    const raw = await redis.mget(...managed.map((name) => keys.vm(name)));
+    raw.forEach((json, index) => {
+      if (json !== null) vmStates.set(managed[index] as string, (JSON.parse(json) as { state: VmState }).state);
+    });
+  }
   const heartbeats = new Map<string, number>();
   for (let index = 0; index < workerScores.length; index += 2) heartbeats.set(workerScores[index] as string, Number(workerScores[index + 1]));
   const ids = [...heartbeats.keys()].sort();
@@ -70,7 +79,7 @@ export async function readInventory(redis: Redis, keys: RedisKeys, options: Read
   ids.forEach((id, index) => {
     const fields = decodePlacementFields(records[index] ?? {});
     if (fields === null) return; // expired, or written by a worker that predates placement fields
-    const alive = (heartbeats.get(id) ?? 0) >= options.now - options.deadAfterMs;
+    const alive = (heartbeats.get(id) ?? 0) >= options.now - options.deadAfterMs || vmStates.get(fields.vm) === 'paused';
     workers.push({ id, vm: fields.vm, alive });
     costOf.set(id, fields.costMsPerPacket);
     const vm = vms.get(fields.vm);
@@ -87,7 +96,9 @@ export async function readInventory(redis: Redis, keys: RedisKeys, options: Read
     const host = hosts.get(vm.host) as HostInfo;
     host.cpus += vm.vcpus;
     host.memoryMb += vm.memoryMb;
-    if (!vm.alive) vm.state = 'shut-off';
+    const recorded = vmStates.get(vm.name);
+    if (recorded !== undefined) vm.state = recorded;
+    else if (!vm.alive) vm.state = 'shut-off';
   }
   const known = new Set(workers.map((worker) => worker.id));
   const instances: InstanceInfo[] = [];

@@ -1,23 +1,10 @@
 /** `ecgfaas deploy`, `ecgfaas vms`, `ecgfaas vm pause|resume|shutdown|destroy NAME`: VMs and their warm workers. */
 import { mkdir } from 'node:fs/promises';
 import { Command, Option } from 'commander';
-import { Redis } from 'ioredis';
 import { listVms, LocalVmDriver, vmControl, type VmRecord } from '../../deploy/index.js';
-import { connectRedis } from '../../queue/connect.js';
 import { RedisKeys } from '../../queue/keys.js';
-import { CliError, integerOption, numberOption, printJson, redisUrlOf } from '../common.js';
+import { CliError, integerOption, numberOption, printJson, redisUrlOf, withRedis } from '../common.js';
 import { untilSignal } from '../runtime.js';
-
-async function withRedis<T>(url: string, use: (redis: Redis) => Promise<T>): Promise<T> {
-  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  redis.on('error', () => {});
-  await connectRedis(redis, url);
-  try {
-    return await use(redis);
-  } finally {
-    await redis.quit().catch(() => redis.disconnect());
-  }
-}
 
 function formatVms(records: VmRecord[]): string {
   if (records.length === 0) return 'no VMs';

@@ -1,27 +1,49 @@
 /** `ecgfaas placement explain` and `ecgfaas monitors add`: the live scheduler's side of the CLI. */
 import { Command } from 'commander';
-import { Redis } from 'ioredis';
-import { connectRedis } from '../../queue/connect.js';
 import { RedisClock } from '../../queue/clock.js';
 import { RedisKeys } from '../../queue/keys.js';
-import { explain, LivePlacer, loadPolicy, storedDecision } from '../../scheduler/index.js';
-import { CliError, printJson, redisUrlOf } from '../common.js';
+import { explain, LivePlacer, loadPolicy, readSchedulerEvents, SchedulerLoop, storedDecision } from '../../scheduler/index.js';
+import { CliError, integerOption, printJson, redisUrlOf, withRedis } from '../common.js';
+import { createLogger, untilSignal } from '../runtime.js';
 
-
-async function withRedis<T>(url: string, use: (redis: Redis) => Promise<T>): Promise<T> {
-  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  redis.on('error', () => {});
-  await connectRedis(redis, url);
-  try {
-    return await use(redis);
-  } finally {
-    await redis.quit().catch(() => redis.disconnect());
-  }
-}
 
 const MONITOR_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 export function registerPlacement(program: Command): void {
+  program
+    .command('scheduler')
+    .description('Run the scheduler\'s control loop (idle VMs paused or shut down, paused VMs resumed for new monitors) until Ctrl-C; or print its events')
+    .option('--policy <file>', 'placement policy (YAML)')
+    .option('--interval-s <s>', 'seconds between passes', integerOption('--interval-s', 1, 3600), 5)
+    .option('--events', 'print the latest scheduler events (JSON lines) and exit')
+    .option('--redis <url>', 'Redis URL (default: REDIS_URL)')
+    .option('--prefix <prefix>', 'Redis key prefix', 'ecgfaas')
+    .action(async (flags: { policy?: string; intervalS: number; events?: boolean; redis?: string; prefix: string }) => {
+      const keys = new RedisKeys(flags.prefix);
+      if (flags.events) {
+        const events = await withRedis(redisUrlOf(flags.redis), (redis) => readSchedulerEvents(redis, keys));
+        for (const event of events) printJson(event);
+        return;
+      }
+      if (flags.policy === undefined) throw new CliError('CLI_NO_POLICY', 'give --policy FILE (or --events)', 2);
+      const policy = await loadPolicy(flags.policy);
+      const logger = createLogger('scheduler');
+      await withRedis(redisUrlOf(flags.redis), async (redis) => {
+        const clock = new RedisClock(redis, {});
+        await clock.start();
+        const loop = new SchedulerLoop({ redis, keys, policy, now: () => clock.now(), logger, intervalMs: flags.intervalS * 1000 });
+        const stopped = untilSignal();
+        loop.start();
+        printJson({ event: 'ready', role: 'scheduler', pid: process.pid });
+        try {
+          await stopped;
+        } finally {
+          await loop.close();
+          await clock.close();
+        }
+      });
+    });
+
   const placement = program.command('placement').description('Where monitors are placed, and why');
   placement
     .command('explain <monitor>')

@@ -1,0 +1,84 @@
+/**
+ * The scheduler's control loop on real local VMs (worker processes, paused by the cgroup freezer or
+ * SIGSTOP): idle VMs are paused as the policy says, and a paused VM that placement chooses for a new
+ * monitor is resumed; every action is an event with its reason. A redis-server of the test's own
+ * and the embedded S3 store.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LocalVmDriver } from '../deploy/index.js';
+import { EmbeddedRedis } from '../queue/index.js';
+import { RedisKeys } from '../queue/keys.js';
+import { LivePlacer, readSchedulerEvents, resolvePolicy, SchedulerLoop } from '../scheduler/index.js';
+import { EmbeddedS3 } from '../storage/index.js';
+
+const PREFIX = 'looptest';
+const keys = new RedisKeys(PREFIX);
+const silent = pino({ level: 'silent' });
+
+let dir: string;
+let redisServer: EmbeddedRedis;
+let s3Server: EmbeddedS3;
+let redis: Redis;
+let driver: LocalVmDriver;
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'ecgfaas-loop-'));
+  redisServer = new EmbeddedRedis({ directory: path.join(dir, 'redis') });
+  const redisUrl = await redisServer.start();
+  s3Server = new EmbeddedS3({ directory: path.join(dir, 's3') });
+  const s3 = await s3Server.start();
+  redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
+  driver = new LocalVmDriver({
+    redis, keys, workerArgs: ['--redis', redisUrl, '--prefix', PREFIX, '--model', 'paper'],
+    env: { ECGFAAS_LOG_LEVEL: 'warn', ECGFAAS_S3_ENDPOINT: s3.endpoint, ECGFAAS_S3_BUCKET: s3.bucket, AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey },
+  });
+  for (const name of ['vm-1', 'vm-2']) {
+    await driver.create({ name, vcpus: 1, memoryMb: 512 });
+    await driver.start(name);
+  }
+}, 120_000);
+
+afterAll(async () => {
+  await driver?.close();
+  redis?.disconnect();
+  await redisServer?.close();
+  await s3Server?.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('scheduler control loop (idleVm: pause)', () => {
+  const policy = resolvePolicy({ idleVm: 'pause', idleVmAfterS: 0, maxInstancesPerVm: 1, onNoCapacity: 'refuse' });
+  const loop = () => new SchedulerLoop({ redis, keys, policy, now: () => Date.now(), logger: silent });
+
+  it('pauses the VMs that run no monitor, and keeps the one that does', async () => {
+    await new LivePlacer({ redis, keys, policy: resolvePolicy({ maxInstancesPerVm: 1 }), now: () => Date.now() }).place('busy-1');
+    const busyVm = (await redis.hget(keys.assignments, 'busy-1')) === 'vm-1-w1' ? 'vm-1' : 'vm-2';
+    const idleVm = busyVm === 'vm-1' ? 'vm-2' : 'vm-1';
+    const events = await loop().tick();
+    expect(events).toEqual([{ at: expect.any(Number), type: 'vm-paused', vm: idleVm, reason: expect.stringContaining('idleVm: pause') }]);
+    expect((await driver.list()).map((vm) => [vm.name, vm.state])).toEqual([[busyVm, 'running'], [idleVm, 'paused']].sort());
+  });
+
+  it('places a new monitor on the paused VM (cheaper than a new one) and the loop resumes it; the worker heartbeats again', async () => {
+    const paused = (await driver.list()).find((vm) => vm.state === 'paused')?.name as string;
+    const worker = `${paused}-w1`;
+    const slot = await new LivePlacer({ redis, keys, policy, now: () => Date.now() }).place('new-1');
+    expect(slot).toBe(worker);
+    const frozenAt = Number(await redis.zscore(keys.workers, worker));
+    const events = await loop().tick();
+    expect(events).toEqual([{ at: expect.any(Number), type: 'vm-resumed', vm: paused, reason: '1 monitor(s) placed on it while it was paused' }]);
+    let beat = frozenAt;
+    for (let tries = 0; tries < 30 && beat <= frozenAt; tries++) {
+      await sleep(200);
+      beat = Number(await redis.zscore(keys.workers, worker));
+    }
+    expect(beat).toBeGreaterThan(frozenAt);
+    expect((await readSchedulerEvents(redis, keys)).map((event) => event.type)).toEqual(['vm-paused', 'vm-resumed']);
+  });
+});
