@@ -10,7 +10,10 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { finished } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
+import type { Redis } from 'ioredis';
 import { EcgFaasError } from '../contracts/errors.js';
+import type { RedisKeys } from '../queue/keys.js';
+import { withScripts } from '../queue/scripts.js';
 
 export const CLI_ENTRY = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'ecgfaas.js');
 
@@ -121,4 +124,13 @@ export class LocalProcess<Ready extends Record<string, unknown> = Record<string,
       await finished(log).catch(() => {});
     }
   }
+}
+
+/**
+ * A supervisor saw worker `workerId` die (a LocalProcess's onCrash): its slot leases are freed at
+ * once, so a live worker adopts the slots on its next heartbeat instead of after the leases lapse.
+ * Resolves to the number of slots freed.
+ */
+export function declareWorkerDead(redis: Redis, keys: RedisKeys, workerId: string): Promise<number> {
+  return withScripts(redis).declareDead(keys.slots, keys.workers, workerId, keys.leasePrefix);
 }

@@ -17,10 +17,9 @@ import path from 'node:path';
 import type { Redis } from 'ioredis';
 import { EcgFaasError } from '../contracts/errors.js';
 import type { RedisKeys } from '../queue/keys.js';
-import { withScripts } from '../queue/scripts.js';
 import type { VmState } from '../scheduler/index.js';
 import { CpuGroup, detectCgroups, type CgroupVersion } from './cgroups.js';
-import { LocalProcess } from './local.js';
+import { declareWorkerDead, LocalProcess } from './local.js';
 
 export interface VmSpec {
   name: string;
@@ -109,30 +108,31 @@ export function vmControl(redis: Redis, keys: RedisKeys) {
     return record;
   };
   const pids = (record: VmRecord) => record.workers.map((worker) => worker.pid);
+  /** Stops (or lets go on) every process of the VM: its cgroup's freezer, or SIGSTOP/SIGCONT without one. */
+  const setFrozen = async (record: VmRecord, frozen: boolean): Promise<void> => {
+    if (record.cgroup === null) signal(pids(record), frozen ? 'SIGSTOP' : 'SIGCONT');
+    else if (frozen) await CpuGroup.open(record.name).freeze();
+    else await CpuGroup.open(record.name).thaw();
+  };
   return {
     need,
     async pause(name: string): Promise<VmRecord> {
       const record = await need(name);
       if (record.state !== 'running') throw new VmError('VM_BAD_STATE', `${name} is ${record.state}, not running`);
-      if (record.cgroup !== null) await CpuGroup.open(name).freeze();
-      else signal(pids(record), 'SIGSTOP');
+      await setFrozen(record, true);
       return writeVm(redis, keys, { ...record, state: 'paused' });
     },
     async resume(name: string): Promise<VmRecord> {
       const record = await need(name);
       if (record.state !== 'paused') throw new VmError('VM_BAD_STATE', `${name} is ${record.state}, not paused`);
-      if (record.cgroup !== null) await CpuGroup.open(name).thaw();
-      else signal(pids(record), 'SIGCONT');
+      await setFrozen(record, false);
       return writeVm(redis, keys, { ...record, state: 'running' });
     },
     /** Its workers stop gracefully (they finish their job and hand their slots back). */
     async shutdown(name: string): Promise<VmRecord> {
       const record = await need(name);
       if (record.state === 'shut-off') return record;
-      if (record.state === 'paused') {
-        if (record.cgroup !== null) await CpuGroup.open(name).thaw();
-        else signal(pids(record), 'SIGCONT');
-      }
+      if (record.state === 'paused') await setFrozen(record, false);
       signal(pids(record), 'SIGTERM');
       return writeVm(redis, keys, { ...record, state: 'shut-off', workers: record.workers.map((worker) => ({ ...worker, pid: null })) });
     },
@@ -215,7 +215,7 @@ export class LocalVmDriver implements DeployDriver {
       logs: this.#o.logsDir === undefined ? 'ignore' : path.join(this.#o.logsDir, `${workerId}.log`),
       // A crash is seen at once: the worker's slots are adopted on the next heartbeat of another, not after the lease lapses.
       onCrash: () => {
-        void withScripts(this.#o.redis).declareDead(this.#o.keys.slots, this.#o.keys.workers, workerId, this.#o.keys.leasePrefix).catch(() => 0);
+        void declareWorkerDead(this.#o.redis, this.#o.keys, workerId).catch(() => 0);
       },
     });
     // Confined before it loads anything: start() resolves when it is ready, so add the pid as soon as it exists.

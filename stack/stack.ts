@@ -9,10 +9,9 @@ import path from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { LocalProcess } from '../deploy/local.js';
+import { declareWorkerDead, LocalProcess } from '../deploy/local.js';
 import { EmbeddedRedis } from '../queue/embedded-redis.js';
 import { RedisKeys } from '../queue/keys.js';
-import { withScripts } from '../queue/scripts.js';
 import { createS3Client, EMBEDDED_S3_KEY, s3SettingsFromEnv, type S3Settings } from '../storage/index.js';
 
 export interface StackOptions {
@@ -166,7 +165,7 @@ export class EmbeddedStack {
 
   async #declareDead(workerId: string | undefined): Promise<void> {
     if (workerId === undefined || this.#closing !== null) return;
-    await this.#withRedis((redis) => withScripts(redis).declareDead(this.keys.slots, this.keys.workers, workerId, this.keys.leasePrefix))
+    await this.#withRedis((redis) => declareWorkerDead(redis, this.keys, workerId))
       .then((slots) => this.#options.logger.warn({ worker: workerId, slots }, 'a worker died; its slots are free for adoption'))
       .catch((error: Error) => this.#options.logger.warn({ worker: workerId, err: error.message }, 'could not declare a dead worker'));
   }

@@ -1,25 +1,13 @@
-import { execFile } from 'node:child_process';
-import { copyFile, mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { excludedIntervals, matchBeats, qrsStats } from '../functions/eval/index.js';
 import { isBeatCode, readAnnotations } from '../functions/wfdb/index.js';
-import { excerptDir, repoRoot } from './support/data.js';
+import { excerptDir } from './support/data.js';
+import { ecgfaas as runEcgfaas } from './support/processes.js';
 
-const run = promisify(execFile);
-const bin = path.join(repoRoot, 'bin', 'ecgfaas.js');
-
-async function ecgfaas(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [bin, ...args], { cwd: repoRoot, maxBuffer: 64 * 1024 * 1024 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const failure = error as { code: number; stdout: string; stderr: string };
-    return { code: failure.code, stdout: failure.stdout, stderr: failure.stderr };
-  }
-}
+const ecgfaas = (...args: string[]) => runEcgfaas(args);
 
 let scratch: string;
 beforeAll(async () => {
@@ -81,7 +69,7 @@ describe('ecgfaas eval', () => {
     expect(missing.stderr).toMatch(/WFDB_NOT_FOUND.*999/);
 
     const broken = path.join(scratch, 'broken');
-    await run('mkdir', ['-p', broken]);
+    await mkdir(broken, { recursive: true });
     for (const ext of ['hea', 'dat', 'atr']) await copyFile(path.join(excerptDir(), `119.${ext}`), path.join(broken, `119.${ext}`));
     await truncate(path.join(broken, '119.dat'), 1000);
     const truncated = await ecgfaas('eval', '--data', broken, '--records', '119', '--json');

@@ -7,6 +7,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { alive } from './support/processes.js';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 let store: string | null = null;
@@ -15,14 +16,6 @@ afterAll(async () => {
   if (store !== null) await rm(store, { recursive: true, force: true });
 });
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe('ecgfaas demo', () => {
   it('runs the whole pipeline, loses nothing, writes episodes and a report, and leaves no process behind', async () => {

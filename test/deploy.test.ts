@@ -4,13 +4,12 @@
  * pause|resume|shutdown|destroy` from other processes, against a redis-server of the test's own and
  * the embedded S3 store.
  */
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VmRecord } from '../deploy/index.js';
@@ -18,10 +17,10 @@ import { EmbeddedRedis } from '../queue/index.js';
 import { RedisKeys } from '../queue/keys.js';
 import { readInventory } from '../scheduler/index.js';
 import { EmbeddedS3 } from '../storage/index.js';
+import { alive, ecgfaas } from './support/processes.js';
 
 const PREFIX = 'deploytest';
 const keys = new RedisKeys(PREFIX);
-const run = promisify(execFile);
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const entry = path.join(root, 'bin', 'ecgfaas.js');
 
@@ -33,23 +32,10 @@ let redis: Redis;
 let deploy: ChildProcess | null = null;
 let env: NodeJS.ProcessEnv;
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
-async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [entry, ...args, '--redis', redisUrl, '--prefix', PREFIX], { env });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const failed = error as { code: number; stdout: string; stderr: string };
-    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
-  }
+/** The CLI against this test's Redis and S3. */
+function cli(...args: string[]) {
+  return ecgfaas([...args, '--redis', redisUrl, '--prefix', PREFIX], { env });
 }
 
 async function vms(): Promise<VmRecord[]> {

@@ -4,12 +4,10 @@
  * policy of one instance per VM. The CLI's `placement explain` and `monitors add` run as a user runs
  * them, against the same Redis.
  */
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { promisify } from 'node:util';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
@@ -22,12 +20,11 @@ import { readInventory, resolvePolicy } from '../scheduler/index.js';
 import { createS3Client, EmbeddedS3, EpisodeStore } from '../storage/index.js';
 import { WarmWorker } from '../worker/index.js';
 import { modelPath } from './support/data.js';
+import { ecgfaas } from './support/processes.js';
 
 const PREFIX = 'placetest';
 const keys = new RedisKeys(PREFIX);
 const silent = pino({ level: 'silent' });
-const run = promisify(execFile);
-const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 
 let dir: string;
 let redisServer: EmbeddedRedis;
@@ -58,14 +55,9 @@ async function post(monitor: string, seq: number): Promise<{ status: number; bod
   return { status: response.status, body: await response.json() as { code?: string; message?: string }, retryAfter: response.headers.get('retry-after') };
 }
 
-async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [path.join(root, 'bin', 'ecgfaas.js'), ...args, '--redis', redisUrl, '--prefix', PREFIX]);
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const failed = error as { code: number; stdout: string; stderr: string };
-    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
-  }
+/** The CLI against this test's Redis. */
+function cli(...args: string[]) {
+  return ecgfaas([...args, '--redis', redisUrl, '--prefix', PREFIX]);
 }
 
 beforeAll(async () => {

@@ -3,19 +3,17 @@
  * through the real CLI (`ecgfaas plan --json`), and properties of placement over random inventories
  * checked by rules written again here, independently of scheduler/placement.ts.
  */
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HYPERVISOR_KINDS } from '../contracts/invocation.js';
 import {
   explain, hostReserve, loadPolicy, plan, resolvePolicy, type Inventory, type MonitorRequest, type Plan, type Policy,
 } from '../scheduler/index.js';
+import { ecgfaas } from './support/processes.js';
 
-const run = promisify(execFile);
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 let scratch: string;
 
@@ -32,15 +30,6 @@ async function policyFile(name: string, yaml: string): Promise<string> {
   return file;
 }
 
-async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [path.join(root, 'bin', 'ecgfaas.js'), ...args]);
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const failed = error as { code: number; stdout: string; stderr: string };
-    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
-  }
-}
 
 describe('placement policy file', () => {
   it('fills what a file leaves out from the defaults, or from the paper preset', async () => {
@@ -81,7 +70,7 @@ describe('placement policy file', () => {
 describe('ecgfaas plan (the issue\'s case: at most 2 per VM, 3 local VMs)', () => {
   it('places 6 monitors 2/2/2 and scales out a 4th VM for the 7th', async () => {
     const file = await policyFile('scale.yaml', 'maxInstancesPerVm: 2\nmaxVms: 4\nonNoCapacity: scale-out\n');
-    const { code, stdout } = await cli('plan', '--policy', file, '--vms', '3', '--monitors', '7', '--json');
+    const { code, stdout } = await ecgfaas(['plan', '--policy', file, '--vms', '3', '--monitors', '7', '--json']);
     expect(code).toBe(0);
     const out = JSON.parse(stdout) as Pick<Plan, 'placements' | 'refused' | 'scaleOut'>;
     const perVm = (vm: string) => out.placements.filter((p) => p.vm === vm).length;
@@ -96,7 +85,7 @@ describe('ecgfaas plan (the issue\'s case: at most 2 per VM, 3 local VMs)', () =
       ['maxInstancesPerVm: 2\nonNoCapacity: refuse\n', 'onNoCapacity is refuse'],
       ['maxInstancesPerVm: 2\nonNoCapacity: scale-out\nmaxVms: 3\n', 'maxVms 3'],
     ] as const) {
-      const { code, stdout } = await cli('plan', '--policy', await policyFile('refuse.yaml', yaml), '--vms', '3', '--monitors', '7', '--json');
+      const { code, stdout } = await ecgfaas(['plan', '--policy', await policyFile('refuse.yaml', yaml), '--vms', '3', '--monitors', '7', '--json']);
       expect(code).toBe(0);
       const out = JSON.parse(stdout) as Pick<Plan, 'placements' | 'refused' | 'scaleOut'>;
       expect(out.placements).toHaveLength(6);
@@ -108,16 +97,16 @@ describe('ecgfaas plan (the issue\'s case: at most 2 per VM, 3 local VMs)', () =
 
   it('prints a table and explanations as text; bad flags and policies exit non-zero with a message', async () => {
     const file = await policyFile('text.yaml', 'maxInstancesPerVm: 2\n');
-    const text = await cli('plan', '--policy', file, '--vms', '2', '--monitors', '5', '--explain');
+    const text = await ecgfaas(['plan', '--policy', file, '--vms', '2', '--monitors', '5', '--explain']);
     expect(text.code).toBe(0);
     expect(text.stdout).toMatch(/vm-1\s+m-1, m-3/);
     expect(text.stdout).toContain('placed 4, refused 1, new VMs 0');
     expect(text.stdout).toContain('m-5: refused.');
     expect(text.stdout).toMatch(/vm-1\/vm-1-w1 on local: excluded by maxInstancesPerVm: 2 of 2 on vm-1/);
-    const badFlag = await cli('plan', '--policy', file, '--vms', 'three', '--monitors', '5');
+    const badFlag = await ecgfaas(['plan', '--policy', file, '--vms', 'three', '--monitors', '5']);
     expect(badFlag.code).toBe(2);
     expect(badFlag.stderr).toContain('CLI_BAD_NUMBER');
-    const badPolicy = await cli('plan', '--policy', await policyFile('bad2.yaml', 'strategy: random\n'), '--vms', '2', '--monitors', '5');
+    const badPolicy = await ecgfaas(['plan', '--policy', await policyFile('bad2.yaml', 'strategy: random\n'), '--vms', '2', '--monitors', '5']);
     expect(badPolicy.code).toBe(1);
     expect(badPolicy.stderr).toContain('[POLICY_INVALID]');
     expect(badPolicy.stderr).toContain('/strategy');

@@ -80,8 +80,9 @@ export class EpisodeOutbox {
   readonly #o: Required<EpisodeOutboxOptions>;
   #running = false;
   #loop: Promise<void> | null = null;
+  /** Ends the current sleep early (close always may; a poke only when pokeWakes). */
   #wake: (() => void) | null = null;
-  #stop: (() => void) | null = null;
+  #pokeWakes = false;
   /** Closing with a drain: rounds run back to back. */
   #hurry = false;
   stored = 0;
@@ -98,7 +99,7 @@ export class EpisodeOutbox {
 
   /** A commit just added entries. */
   poke(): void {
-    this.#wake?.();
+    if (this.#pokeWakes) this.#wake?.();
   }
 
   async #run(): Promise<void> {
@@ -109,7 +110,7 @@ export class EpisodeOutbox {
       // Paced rounds: a poke (new entries) does not start one early.
       const wait = roundStarted + this.#o.roundMs - performance.now();
       if (wait > 0 && !this.#hurry) {
-        await this.#pause(wait);
+        await this.#sleep(wait, false);
         continue;
       }
       let raw: Buffer[];
@@ -184,33 +185,17 @@ export class EpisodeOutbox {
     return entries.map((entry) => JSON.stringify(entry.record));
   }
 
-  /** Sleeps; only close ends it early. */
-  #pause(ms: number): Promise<void> {
+  /** Sleeps; close ends it early, and so does a poke (new entries) when `pokeWakes`. */
+  #sleep(ms: number, pokeWakes = true): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.#stop = null;
-        resolve();
-      }, ms);
-      this.#stop = () => {
-        clearTimeout(timer);
-        this.#stop = null;
-        resolve();
-      };
-    });
-  }
-
-  /** Sleeps; a poke (new entries) or close ends it early. */
-  #sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.#wake = null;
-        resolve();
-      }, ms);
-      this.#wake = () => {
+      const done = () => {
         clearTimeout(timer);
         this.#wake = null;
         resolve();
       };
+      const timer = setTimeout(done, ms);
+      this.#wake = done;
+      this.#pokeWakes = pokeWakes;
     });
   }
 
@@ -227,7 +212,7 @@ export class EpisodeOutbox {
     const deadline = Date.now() + drainMs;
     if (drainMs > 0) {
       this.#hurry = true;
-      this.#stop?.();
+      this.#wake?.();
     }
     while (this.#running && drainMs > 0 && Date.now() < deadline) {
       const waiting = await this.length().catch(() => 0);
@@ -237,7 +222,6 @@ export class EpisodeOutbox {
     }
     this.#running = false;
     this.#wake?.();
-    this.#stop?.();
     await this.#loop;
     // Open episodes' manifests as they stand (the chunks were written by the rounds).
     await this.#o.episodes.flush({ all: true }).catch((error: Error) => this.#o.logger.warn({ slot: this.#o.slot, err: error.message }, 'manifest flush failed'));

@@ -1,5 +1,6 @@
 /** `ecgfaas placement explain` and `ecgfaas monitors add`: the live scheduler's side of the CLI. */
 import { Command } from 'commander';
+import { MONITOR_ID_PATTERN } from '../../contracts/packet.js';
 import { RedisClock } from '../../queue/clock.js';
 import { RedisKeys } from '../../queue/keys.js';
 import { explain, LivePlacer, loadPolicy, readSchedulerEvents, SchedulerLoop, storedDecision } from '../../scheduler/index.js';
@@ -7,7 +8,8 @@ import { CliError, integerOption, printJson, redisUrlOf, withRedis } from '../co
 import { createLogger, untilSignal } from '../runtime.js';
 
 
-const MONITOR_ID = /^[A-Za-z0-9_-]{1,64}$/;
+/** The packet contract's monitor id. */
+const MONITOR_ID = new RegExp(MONITOR_ID_PATTERN);
 
 export function registerPlacement(program: Command): void {
   program

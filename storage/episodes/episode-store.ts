@@ -74,12 +74,10 @@ export interface EpisodeStoreOptions {
 }
 
 export interface EpisodeWriteOptions {
-  /** Leave an open episode's manifest in memory until flush(). */
-  deferManifest?: boolean;
   /**
    * Keep the parts of packets that neither start nor end an episode in memory until flush(), which
    * writes each episode's buffered parts as one chunk object: one PUT per episode per flush instead
-   * of one per packet. Implies deferManifest. The caller must keep its input until flush() resolves
+   * of one per packet; an open episode's manifest waits for flush() too. The caller must keep its input until flush() resolves
    * (the outbox does: entries leave Redis only after it), and re-apply it after a crash.
    */
   bufferParts?: boolean;
@@ -236,7 +234,7 @@ export class EpisodeStore {
   readonly #manifests = new Map<string, EpisodeManifest>();
   /** Monitors whose marker object this store has written. */
   readonly #markers = new Set<string>();
-  /** Manifests written with deferManifest and not yet flushed. */
+  /** Manifests of buffering writes not yet flushed. */
   readonly #dirty = new Set<string>();
   /** When each open episode's manifest was last written (ms, performance.now()). */
   readonly #manifestWrittenAt = new Map<string, number>();
@@ -264,8 +262,7 @@ export class EpisodeStore {
     if (!Number.isSafeInteger(seq) || seq < 0) throw new StorageError('EPISODE_BAD_INPUT', `seq ${seq} is not a non-negative integer`);
     const tally: Tally = { objects: 0, bytes: 0, requests: 0, retries: 0 };
     const groups = groupEvents(ctx, result.events);
-    const buffer = options.bufferParts === true;
-    for (const group of groups) await this.#writeEpisode(ctx, seq, group, result, tally, buffer || options.deferManifest === true, buffer);
+    for (const group of groups) await this.#writeEpisode(ctx, seq, group, result, tally, options.bufferParts === true);
     return {
       objects: tally.objects, bytes: tally.bytes, ms: performance.now() - started,
       requests: tally.requests, retries: tally.retries, episodes: groups.map((group) => group.id),
@@ -362,7 +359,7 @@ export class EpisodeStore {
   }
 
   async #writeEpisode(
-    ctx: EpisodeContext, seq: number, group: EpisodeGroup, result: EpisodeWriteInput, tally: Tally, deferManifest: boolean, bufferParts: boolean,
+    ctx: EpisodeContext, seq: number, group: EpisodeGroup, result: EpisodeWriteInput, tally: Tally, bufferParts: boolean,
   ): Promise<void> {
     const keys = new EpisodeKeys(this.#prefix, group.ref);
     const part = buildPart(group, seq, result);
@@ -409,9 +406,9 @@ export class EpisodeStore {
     } else {
       manifest = updateManifest(ctx, seq, previous, part);
     }
-    if (deferManifest && manifest.end === null) {
-      // An open episode's manifest may lag its parts until flushManifests(): the caller (the
-      // outbox storer) flushes once per round, and re-applies its entries after a crash.
+    if (bufferParts && manifest.end === null) {
+      // An open episode's manifest may lag its parts until flush(): the caller (the outbox
+      // storer) flushes once per round, and re-applies its entries after a crash.
       this.#dirty.add(keys.manifest);
     } else {
       await this.#put(keys.manifest, `${JSON.stringify(canonicalManifest(manifest), null, 2)}\n`, 'application/json', tally);
@@ -563,40 +560,36 @@ export class EpisodeStore {
   }
 
   /** Every object key under `prefix`, in key order. */
-  async #listKeys(prefix: string, tally: RetryStats): Promise<string[]> {
-    const keys: string[] = [];
-    let token: string | undefined;
-    do {
-      const page = await retrying(
-        (abortSignal) => this.#client.send(new ListObjectsV2Command({ Bucket: this.#bucket, Prefix: prefix, ContinuationToken: token }), { abortSignal }),
-        this.#retry,
-        tally,
-        (error, attempts) => new StorageError('S3_READ',
-          `cannot list s3://${this.#bucket}/${prefix}: ${attempts} attempts over ${this.#retry.deadlineMs} ms failed; last: ${describeS3Error(error)}`, { cause: error }),
-      );
-      for (const object of page.Contents ?? []) if (object.Key !== undefined) keys.push(object.Key);
-      token = page.IsTruncated ? page.NextContinuationToken : undefined;
-    } while (token !== undefined);
-    return keys;
+  #listKeys(prefix: string, tally: RetryStats): Promise<string[]> {
+    return this.#list(prefix, false, tally);
   }
 
   /** The common prefixes ("folders") directly under `prefix`. */
-  async #commonPrefixes(prefix: string, tally: RetryStats): Promise<string[]> {
-    const prefixes: string[] = [];
+  #commonPrefixes(prefix: string, tally: RetryStats): Promise<string[]> {
+    return this.#list(prefix, true, tally);
+  }
+
+  /** All pages of a listing: the object keys, or with `folders` the common prefixes under a `/` delimiter. */
+  async #list(prefix: string, folders: boolean, tally: RetryStats): Promise<string[]> {
+    const out: string[] = [];
     let token: string | undefined;
     do {
       const page = await retrying(
-        (abortSignal) => this.#client.send(new ListObjectsV2Command({ Bucket: this.#bucket, Prefix: prefix, Delimiter: '/', ContinuationToken: token }), { abortSignal }),
+        (abortSignal) => this.#client.send(new ListObjectsV2Command({
+          Bucket: this.#bucket, Prefix: prefix, ContinuationToken: token, ...(folders ? { Delimiter: '/' } : {}),
+        }), { abortSignal }),
         this.#retry,
         tally,
         (error, attempts) => new StorageError('S3_READ',
           `cannot list s3://${this.#bucket}/${prefix}: ${attempts} attempts over ${this.#retry.deadlineMs} ms failed; last: ${describeS3Error(error)}`, { cause: error }),
       );
-      for (const common of page.CommonPrefixes ?? []) if (common.Prefix !== undefined) prefixes.push(common.Prefix);
+      const names = folders ? (page.CommonPrefixes ?? []).map((common) => common.Prefix) : (page.Contents ?? []).map((object) => object.Key);
+      for (const name of names) if (name !== undefined) out.push(name);
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token !== undefined);
-    return prefixes;
+    return out;
   }
+
 }
 
 /** Single objects through the SDK client. */
