@@ -11,7 +11,7 @@ import { connectRedis } from '../queue/connect.js';
 import { Ingestor } from '../queue/ingest.js';
 import { RedisKeys } from '../queue/keys.js';
 import { buildGatewayApp, type GatewayApp, type GatewayAppOptions } from './app.js';
-import { LivePlacer, type Policy } from '../scheduler/index.js';
+import { LivePlacer, type Policy, type RouteChange } from '../scheduler/index.js';
 import { GatewayMetrics } from './metrics.js';
 import { ResultHub } from './result-hub.js';
 
@@ -85,6 +85,13 @@ export class Gateway {
     this.#runPoll = setInterval(() => void this.#pollRun(), 1000);
     this.#runPoll.unref();
 
+    // Route changes (scheduler/moves.ts): forget the routes, let flushes that used them end, then say so.
+    subscriber.on('message', (channel: string, message: string) => {
+      if (channel === this.keys.routesChannel) void this.#onRoutesChanged(message);
+    });
+    // Pub/sub loses what is published while disconnected: after a reconnect, every route is re-read.
+    subscriber.on('ready', () => this.#ingestor?.invalidateRoutes());
+    await subscriber.subscribe(this.keys.routesChannel);
     const hub = new ResultHub(subscriber, this.keys.resultsChannel);
     await hub.start();
     this.#hub = hub;
@@ -111,16 +118,36 @@ export class Gateway {
     return this.#url;
   }
 
+  /** Every second: the current run, and this gateway's heartbeat (a route change waits for the live gateways). */
   async #pollRun(): Promise<void> {
-    if (this.#redis?.status !== 'ready') return;
-    const run = await this.#redis.get(this.keys.currentRun).catch(() => null);
+    const redis = this.#redis;
+    if (redis?.status !== 'ready') return;
+    const [run] = await Promise.all([
+      redis.get(this.keys.currentRun).catch(() => null),
+      this.#clock === null ? null : redis.zadd(this.keys.gateways, Math.round(this.#clock.now()), this.id).catch(() => 0),
+    ]);
     if (run !== null) this.#runId = run;
+  }
+
+  async #onRoutesChanged(message: string): Promise<void> {
+    let change: RouteChange;
+    try {
+      change = JSON.parse(message) as RouteChange;
+    } catch {
+      return;
+    }
+    this.#ingestor?.invalidateRoutes(change.monitors);
+    await this.#ingestor?.barrier();
+    const ack = this.keys.routeAck(change.id);
+    await this.#redis?.multi().sadd(ack, this.id).expire(ack, 600).exec()
+      .catch((error: Error) => this.#options.logger.warn({ err: error.message }, 'route change not acknowledged'));
   }
 
   /** Stops accepting, answers what is in flight, then closes connections. Idempotent. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
       if (this.#runPoll !== null) clearInterval(this.#runPoll);
+      await this.#redis?.zrem(this.keys.gateways, this.id).catch(() => 0);
       this.#hub?.close();
       await this.#app?.close();
       await this.#ingestor?.close();

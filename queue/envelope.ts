@@ -32,6 +32,21 @@ export interface BatchJobData {
   b: string;
 }
 
+/**
+ * Control jobs of a monitor's handover (scheduler/moves.ts), queued among the packet batches:
+ * `handover` on the slot a monitor leaves, behind every packet routed there before the move;
+ * `resume` on its new slot, to run the packets parked there meanwhile.
+ */
+export const HANDOVER_JOB = 'handover';
+export const RESUME_JOB = 'resume';
+
+export interface HandoverJobData {
+  /** The monitor. */
+  m: string;
+  /** The move's id (handover jobs). */
+  id?: string;
+}
+
 const packr = new Packr({ useRecords: false });
 
 export function encodeBatch(batch: PacketBatch): BatchJobData {

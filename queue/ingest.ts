@@ -80,6 +80,10 @@ export class Ingestor {
   readonly #redis: ReturnType<typeof withScripts>;
   readonly #queues = new Map<string, Queue>();
   readonly #slotOf = new Map<string, string>();
+  /** Bumped by invalidateRoutes: a route read before the bump is not cached after it. */
+  #routeGeneration = 0;
+  /** The batch being flushed now (for barrier()). */
+  #current: Promise<void> | null = null;
   #pending: Pending[] = [];
   #flushing: Promise<void> | null = null;
   /** The next flush, when one is scheduled (a timer for the window, or the next turn). */
@@ -140,12 +144,13 @@ export class Ingestor {
   async #flushLoop(): Promise<void> {
     while (this.#pending.length > 0) {
       const batch = this.#pending.splice(0, this.#options.maxBatch);
-      try {
-        await this.#flush(batch);
-      } catch (error) {
+      const flushed = this.#flush(batch).catch((error: unknown) => {
         const failure = toQueueError(error);
         for (const item of batch) item.reject(failure);
-      }
+      });
+      this.#current = flushed;
+      await flushed;
+      this.#current = null;
     }
   }
 
@@ -233,21 +238,30 @@ export class Ingestor {
     const cached = this.#slotOf.get(monitorId);
     if (cached !== undefined) return cached;
     const { keys, liveWindowMs, place } = this.#options;
-    if (place !== null) {
-      const placed = await place(monitorId);
-      this.#slotOf.set(monitorId, placed);
-      return placed;
-    }
-    const slot = await this.#redis.assign(keys.assignments, keys.slotLoad, keys.slots, monitorId, liveWindowMs);
+    const generation = this.#routeGeneration;
+    const slot = place !== null
+      ? await place(monitorId)
+      : await this.#redis.assign(keys.assignments, keys.slotLoad, keys.slots, monitorId, liveWindowMs);
     if (slot === null) throw new QueueError('NO_WORKERS', 'no live worker to take this monitor; start a worker (ecgfaas worker)');
-    this.#slotOf.set(monitorId, slot);
+    // A route read before an invalidation may be the old one: use it for this flush, do not keep it.
+    if (generation === this.#routeGeneration) this.#slotOf.set(monitorId, slot);
     return slot;
   }
 
-  /** Forget cached routes (the assignment table changed). */
-  invalidateRoutes(monitorIds?: readonly string[]): void {
-    if (monitorIds === undefined) this.#slotOf.clear();
+  /** Forget cached routes (the assignment table changed); all of them without ids. */
+  invalidateRoutes(monitorIds?: readonly string[] | null): void {
+    this.#routeGeneration += 1;
+    if (monitorIds === undefined || monitorIds === null) this.#slotOf.clear();
     else for (const id of monitorIds) this.#slotOf.delete(id);
+  }
+
+  /**
+   * Resolves once every flush begun before the call has ended: after `invalidateRoutes` and this,
+   * no packet can still be added to a queue by a route read before the invalidation (a move's
+   * handover mark, queued after every gateway's barrier, is behind all of them).
+   */
+  async barrier(): Promise<void> {
+    await this.#current;
   }
 
   #queue(slot: string): Queue {

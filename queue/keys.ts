@@ -79,6 +79,39 @@ export class RedisKeys {
     return `${this.prefix}:vms`;
   }
 
+  /**
+   * String (JSON): a monitor's handover in progress (scheduler/moves.ts): the slot it leaves, until
+   * that slot's worker has run every packet queued for it there. Meanwhile its new slot parks them.
+   */
+  move(monitorId: string): string {
+    return `${this.prefix}:move:${monitorId}`;
+  }
+
+  /** List: packets a monitor's new slot received while its handover was in progress, in arrival order. */
+  park(monitorId: string): string {
+    return `${this.prefix}:park:${monitorId}`;
+  }
+
+  /** Pub/sub channel: routes changed (JSON `{id, monitors}`); every gateway forgets them, then acknowledges. */
+  get routesChannel(): string {
+    return `${this.prefix}:routes`;
+  }
+
+  /** Set: the gateways that acknowledged one route change. */
+  routeAck(changeId: string): string {
+    return `${this.prefix}:route-ack:${changeId}`;
+  }
+
+  /** Sorted set gatewayId → last heartbeat (ms): whom a route change waits for. */
+  get gateways(): string {
+    return `${this.prefix}:gateways`;
+  }
+
+  /** Hash VM → JSON: VMs the interference detector took out of placement, with why and since when. */
+  get quarantine(): string {
+    return `${this.prefix}:quarantine`;
+  }
+
   /** Sorted set workerId → last heartbeat (ms). */
   get workers(): string {
     return `${this.prefix}:workers`;

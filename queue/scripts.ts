@@ -54,6 +54,9 @@ return 0
  *   L log value ttl      append a packet to the replay log
  *   P channel message    publish results
  *   O list value         append an episode write (with its latency record) to the slot's outbox; like X, only if the R before it was written
+ *   K list value ttl     park a packet of a monitor whose handover to this slot is in progress (scheduler/moves.ts)
+ *   T list count         drop the first count parked packets (processed in this commit)
+ *   H key id             the handover with this id is done: delete the monitor's move record if it is still that one
  */
 const COMMIT = `
 if redis.call('GET', ARGV[1]) ~= ARGV[2] then return 0 end
@@ -77,6 +80,13 @@ while i <= n do
     redis.call('PUBLISH', ARGV[i+1], ARGV[i+2]); i = i + 3
   elseif op == 'O' then
     if fresh then redis.call('RPUSH', ARGV[i+1], ARGV[i+2]) end; i = i + 3
+  elseif op == 'K' then
+    redis.call('RPUSH', ARGV[i+1], ARGV[i+2]); redis.call('EXPIRE', ARGV[i+1], tonumber(ARGV[i+3])); i = i + 4
+  elseif op == 'T' then
+    redis.call('LTRIM', ARGV[i+1], tonumber(ARGV[i+2]), -1); i = i + 3
+  elseif op == 'H' then
+    local move = redis.call('GET', ARGV[i+1])
+    if move and cjson.decode(move).id == ARGV[i+2] then redis.call('DEL', ARGV[i+1]) end; i = i + 3
   else
     return redis.error_reply('unknown commit op ' .. tostring(op))
   end

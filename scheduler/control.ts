@@ -17,14 +17,7 @@ import { listVms, vmControl } from '../deploy/vms.js';
 import type { RedisKeys } from '../queue/keys.js';
 import { readInventory } from './inventory.js';
 import type { Policy } from './policy.js';
-
-export interface SchedulerEvent {
-  /** Redis-clock ms. */
-  at: number;
-  type: 'vm-paused' | 'vm-shut-down' | 'vm-resumed';
-  vm: string;
-  reason: string;
-}
+import { appendSchedulerEvents, type SchedulerEvent } from './events.js';
 
 export interface SchedulerLoopOptions {
   redis: Redis;
@@ -36,8 +29,6 @@ export interface SchedulerLoopOptions {
   intervalMs?: number;
   deadAfterMs?: number;
 }
-
-const EVENTS_MAX = 10_000;
 
 export class SchedulerLoop {
   readonly #o: Required<SchedulerLoopOptions>;
@@ -97,10 +88,8 @@ export class SchedulerLoop {
       }
       this.#idleSince.delete(record.name);
     }
-    for (const event of events) {
-      this.#o.logger.info(event, 'scheduler event');
-      await redis.xadd(keys.schedulerEvents, 'MAXLEN', '~', String(EVENTS_MAX), '*', 'e', JSON.stringify(event));
-    }
+    for (const event of events) this.#o.logger.info(event, 'scheduler event');
+    await appendSchedulerEvents(redis, keys, events);
     return events;
   }
 
@@ -109,10 +98,4 @@ export class SchedulerLoop {
     this.#timer = null;
     await this.#ticking;
   }
-}
-
-/** The latest scheduler events, oldest first. */
-export async function readSchedulerEvents(redis: Redis, keys: RedisKeys, count = 100): Promise<SchedulerEvent[]> {
-  const entries = await redis.xrevrange(keys.schedulerEvents, '+', '-', 'COUNT', count);
-  return entries.reverse().map(([, fields]) => JSON.parse(fields[1] as string) as SchedulerEvent);
 }

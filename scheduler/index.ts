@@ -1,8 +1,10 @@
-/** The scheduler: placement policy (YAML) and the deterministic planner. Inventory in Redis and moves come next (issue 4). */
+/** The scheduler: placement policy (YAML), the deterministic planner, the inventory in Redis, live placement, moves, and the control loop. */
 export { SchedulerError } from './errors.js';
 export { encodePlacementFields, readInventory, type WorkerPlacementFields } from './inventory.js';
 export { LivePlacer, storedDecision, type StoredDecision } from './live.js';
-export { readSchedulerEvents, SchedulerLoop, type SchedulerEvent } from './control.js';
+export { SchedulerLoop } from './control.js';
+export { appendSchedulerEvents, readSchedulerEvents, type SchedulerEvent, type SchedulerEventType } from './events.js';
+export { moveMonitors, type MoveOutcome, type MoveRequest, type RouteChange } from './moves.js';
 export { hostReserve, loadPolicy, PolicySchema, resolvePolicy, type Policy } from './policy.js';
 export {
   explain, plan, whatIfInventory,

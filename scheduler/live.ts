@@ -20,7 +20,7 @@ import { plan, type Decision } from './placement.js';
 import type { Policy } from './policy.js';
 
 /** How long a placement decision is kept for `explain` (s). */
-const DECISION_TTL_SECONDS = 30 * 24 * 3600;
+export const DECISION_TTL_SECONDS = 30 * 24 * 3600;
 const LOCK_TTL_MS = 5_000;
 const LOCK_WAIT_MS = 3_000;
 
@@ -54,7 +54,7 @@ export class LivePlacer {
     const { keys } = this.#o;
     const existing = await this.#redis.hget(keys.assignments, monitorId);
     if (existing !== null) return existing;
-    return this.#locked(async () => {
+    return withPlacementLock(this.#redis, keys, async () => {
       const again = await this.#redis.hget(keys.assignments, monitorId);
       if (again !== null) return again;
       const inventory = await readInventory(this.#redis, keys, { now: this.#o.now(), deadAfterMs: this.#o.deadAfterMs });
@@ -82,19 +82,24 @@ export class LivePlacer {
     });
   }
 
-  async #locked<T>(work: () => Promise<T>): Promise<T> {
-    const { keys } = this.#o;
-    const token = randomBytes(8).toString('hex');
-    const deadline = Date.now() + LOCK_WAIT_MS;
-    while ((await this.#redis.set(keys.placementLock, token, 'PX', LOCK_TTL_MS, 'NX')) !== 'OK') {
-      if (Date.now() > deadline) throw new SchedulerError('PLACEMENT_BUSY', 'another placement held the lock for too long; retry');
-      await sleep(5 + Math.random() * 10);
-    }
-    try {
-      return await work();
-    } finally {
-      await this.#redis.release(keys.placementLock, token).catch(() => 0);
-    }
+}
+
+/**
+ * Runs `work` holding the placement lock: gateways placing first packets, `monitors add` and the
+ * scheduler's moves read the inventory and write assignments one at a time.
+ */
+export async function withPlacementLock<T>(redis: Redis, keys: RedisKeys, work: () => Promise<T>): Promise<T> {
+  const scripted = withScripts(redis);
+  const token = randomBytes(8).toString('hex');
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  while ((await scripted.set(keys.placementLock, token, 'PX', LOCK_TTL_MS, 'NX')) !== 'OK') {
+    if (Date.now() > deadline) throw new SchedulerError('PLACEMENT_BUSY', 'another placement held the lock for too long; retry');
+    await sleep(5 + Math.random() * 10);
+  }
+  try {
+    return await work();
+  } finally {
+    await scripted.release(keys.placementLock, token).catch(() => 0);
   }
 }
 

@@ -9,6 +9,7 @@ import type { Redis } from 'ioredis';
 import { Packr } from 'msgpackr';
 import { decodePacket, toEcgPacket } from '../contracts/packet-binary.js';
 import { EcgFunction, type BeatClassifierLike } from '../functions/ecg-function/index.js';
+import type { PacketEnvelope } from '../queue/envelope.js';
 import type { RedisKeys } from '../queue/keys.js';
 
 export interface WarmFunction {
@@ -30,6 +31,27 @@ interface CheckpointValue {
 }
 
 const packr = new Packr({ useRecords: false, moreTypes: true });
+
+/** A packet parked during its monitor's handover, with the timing of the queue job it came in. */
+export interface ParkedPacket {
+  envelope: PacketEnvelope;
+  enqueuedAt: number;
+  batchSize: number;
+}
+
+export type Acquired =
+  | { kind: 'run'; warm: WarmFunction; parked: ParkedPacket[] }
+  | { kind: 'park' }
+  | { kind: 'forward'; slot: string };
+
+export function encodeParked(parked: ParkedPacket): Buffer {
+  return packr.pack(parked);
+}
+
+function decodeParked(entry: Buffer): ParkedPacket {
+  const parked = packr.unpack(entry) as ParkedPacket;
+  return { ...parked, envelope: { ...parked.envelope, packet: new Uint8Array(parked.envelope.packet) } };
+}
 
 export function encodeCheckpoint(streamId: string, fn: EcgFunction): Buffer {
   return packr.pack({ v: 1, streamId, state: fn.toBytes() } satisfies CheckpointValue);
@@ -57,23 +79,36 @@ export class FunctionStates {
     return [...this.#warm.keys()];
   }
 
-  /** The monitor's warm instance, restored from Redis when this worker does not hold it yet. */
-  async get(monitorId: string, slot: string): Promise<WarmFunction> {
+  /**
+   * Whether this slot may run the monitor's packet now, and with which instance. A worker holds a
+   * warm instance only of a monitor its slot owns, so a warm one is used at once. Otherwise the
+   * monitor's records in Redis decide, read in one round trip with its state:
+   * - a handover from another slot is in progress (scheduler/moves.ts): `park` the packet;
+   * - the monitor is assigned to another slot (a packet routed before a move): `forward` it there;
+   * - else restore the instance; packets parked during its handover come with it, to run first.
+   */
+  async acquire(monitorId: string, slot: string): Promise<Acquired> {
     const warm = this.#warm.get(monitorId);
     if (warm !== undefined) {
       warm.slot = slot;
-      return warm;
+      return { kind: 'run', warm, parked: [] };
     }
-    const restored = await this.#restore(monitorId, slot);
+    const keys = this.#keys;
+    const [checkpoint, log, assigned, move, parked] = await Promise.all([
+      this.#redis.getBuffer(keys.checkpoint(monitorId)),
+      this.#redis.lrangeBuffer(keys.replayLog(monitorId), 0, -1),
+      this.#redis.hget(keys.assignments, monitorId),
+      this.#redis.get(keys.move(monitorId)),
+      this.#redis.lrangeBuffer(keys.park(monitorId), 0, -1),
+    ]);
+    if (move !== null && (JSON.parse(move) as { from: string }).from !== slot) return { kind: 'park' };
+    if (assigned !== null && assigned !== slot) return { kind: 'forward', slot: assigned };
+    const restored = await this.#restore(monitorId, slot, checkpoint, log);
     this.#warm.set(monitorId, restored);
-    return restored;
+    return { kind: 'run', warm: restored, parked: parked.map((entry) => decodeParked(entry)) };
   }
 
-  async #restore(monitorId: string, slot: string): Promise<WarmFunction> {
-    const [checkpoint, log] = await Promise.all([
-      this.#redis.getBuffer(this.#keys.checkpoint(monitorId)),
-      this.#redis.lrangeBuffer(this.#keys.replayLog(monitorId), 0, -1),
-    ]);
+  async #restore(monitorId: string, slot: string, checkpoint: Buffer | null, log: Buffer[]): Promise<WarmFunction> {
     if (checkpoint === null) {
       const fn = new EcgFunction({ monitorId, classifier: this.#classifier });
       return { monitorId, streamId: this.#newStreamId(), slot, fn, sinceCheckpoint: null, restoredFrom: 'new', replayed: 0 };

@@ -8,7 +8,7 @@
  */
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { Worker, WaitingError, type Job } from 'bullmq';
+import { Queue, Worker, WaitingError, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Packr } from 'msgpackr';
 import type { Logger } from 'pino';
@@ -18,7 +18,7 @@ import { EcgFaasError } from '../contracts/errors.js';
 import type { DeployDriver, HypervisorKind, InvocationResult, LatencyRecord } from '../contracts/invocation.js';
 import { FunctionError, type PacketResult } from '../functions/ecg-function/index.js';
 import { BeatClassifier } from '../functions/model/index.js';
-import { decodeBatch, type BatchJobData, type PacketBatch, type PacketEnvelope } from '../queue/envelope.js';
+import { decodeBatch, encodeBatch, HANDOVER_JOB, RESUME_JOB, type BatchJobData, type HandoverJobData, type PacketBatch, type PacketEnvelope } from '../queue/envelope.js';
 import { RedisKeys } from '../queue/keys.js';
 import { RedisClock } from '../queue/clock.js';
 import { connectRedis } from '../queue/connect.js';
@@ -27,10 +27,11 @@ import type { EpisodeStore, S3Settings } from '../storage/index.js';
 import { latencyStreamKey, encodeLatencyEntry, LatencyPersister } from '../storage/index.js';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { encodePlacementFields } from '../scheduler/inventory.js';
+import { appendSchedulerEvents } from '../scheduler/events.js';
 import { collectHostFacts, CpuSampler, type HostFacts } from './facts/index.js';
 import { EpisodeOutbox, encodeOutboxEntry } from './episode-outbox.js';
 import { StorageThread, type SlotStorer } from './storage-client.js';
-import { encodeCheckpoint, FunctionStates, type WarmFunction } from './function-states.js';
+import { encodeCheckpoint, encodeParked, FunctionStates, type Acquired, type ParkedPacket, type WarmFunction } from './function-states.js';
 
 export interface WarmWorkerOptions {
   redisUrl: string;
@@ -97,6 +98,10 @@ export interface WorkerStats {
   duplicates: number;
   errors: number;
   fencedOff: number;
+  /** Packets re-queued on the slot their monitor had moved to. */
+  forwarded: number;
+  /** Packets parked while their monitor's handover to this worker was in progress. */
+  parked: number;
 }
 
 export class WarmWorker {
@@ -115,6 +120,8 @@ export class WarmWorker {
   #facts: HostFacts | null = null;
   readonly #consumers = new Map<string, { worker: Worker; connection: Redis }>();
   readonly #outboxes = new Map<string, SlotStorer>();
+  /** Other slots' queues, for forwarding packets and waking a monitor's new slot after a handover. */
+  readonly #queues = new Map<string, Queue>();
   #storageThread: StorageThread | null = null;
   /** Orphaned jobs (`slot/jobId`) whose packets this worker has committed; BullMQ still holds them as active. */
   readonly #handledOrphans = new Set<string>();
@@ -128,7 +135,7 @@ export class WarmWorker {
   #heartbeat: NodeJS.Timeout | null = null;
   #beating: Promise<void> | null = null;
   #closing: Promise<void> | null = null;
-  readonly stats: WorkerStats = { jobs: 0, packets: 0, processed: 0, duplicates: 0, errors: 0, fencedOff: 0 };
+  readonly stats: WorkerStats = { jobs: 0, packets: 0, processed: 0, duplicates: 0, errors: 0, fencedOff: 0, forwarded: 0, parked: 0 };
 
   constructor(options: WarmWorkerOptions) {
     this.id = options.workerId ?? `${hostname().replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 32)}-${process.pid}-${randomBytes(3).toString('hex')}`;
@@ -319,21 +326,63 @@ export class WarmWorker {
     const redis = this.#redis as ScriptedRedis;
     const clock = this.#clock as RedisClock;
     const states = this.#states as FunctionStates;
-    const batch = decodeBatch(job.data);
+    const control = job.name === HANDOVER_JOB || job.name === RESUME_JOB ? (job.data as unknown as HandoverJobData) : null;
+    const batch = control === null ? decodeBatch(job.data) : null;
     this.stats.jobs += 1;
     const touched = new Set<string>();
     try {
       // FIX (ordering after a crash): jobs this queue took before this one and never finished go first.
       const orphans = this.#orphanCheck.delete(slot) ? await this.#orphanedBatches(slot, job.id) : [];
-      const queued = [...orphans, { id: job.id ?? '', batch }].flatMap(({ batch: each }) => each.packets.map((envelope) => ({
+      const queued: ParkedPacket[] = [...orphans, ...(batch === null ? [] : [{ id: job.id ?? '', batch }])].flatMap(({ batch: each }) => each.packets.map((envelope) => ({
         envelope, enqueuedAt: each.enqueuedAt, batchSize: each.packets.length,
       })));
+      // Handover (scheduler/moves.ts): park, forward, trim and done marks, committed with the job.
+      const handoverOps: Array<string | Buffer | number> = [];
+      const forwards = new Map<string, ParkedPacket[]>();
+      /** Monitors whose packets this job parked: their later packets in it park too, in order. */
+      const parkedHere = new Set<string>();
+      if (control !== null && job.name === HANDOVER_JOB) {
+        // Every packet queued here for the monitor before this mark has run: its state is all in
+        // Redis. Let it go; its new slot runs the packets it parked meanwhile, then the rest.
+        states.drop((warm) => warm.monitorId === control.m);
+        handoverOps.push('H', this.#keys.move(control.m), control.id ?? '');
+      } else if (control !== null) {
+        const acquired = await states.acquire(control.m, slot);
+        if (acquired.kind === 'run' && acquired.parked.length > 0) {
+          touched.add(control.m);
+          queued.push(...acquired.parked);
+          handoverOps.push('T', this.#keys.park(control.m), acquired.parked.length);
+        }
+      }
       // 1. Compute, in queue order (a monitor's packets must reach its function in order).
       const done: Computed[] = [];
-      for (const { envelope, enqueuedAt, batchSize } of queued) {
+      for (let index = 0; index < queued.length; index += 1) {
+        const { envelope, enqueuedAt, batchSize } = queued[index] as ParkedPacket;
         const startedAt = clock.now();
-        const warm = await states.get(envelope.monitorId, slot);
-        touched.add(warm.monitorId);
+        const monitorId = envelope.monitorId;
+        const acquired: Acquired = parkedHere.has(monitorId) ? { kind: 'park' } : await states.acquire(monitorId, slot);
+        if (acquired.kind === 'park') {
+          parkedHere.add(monitorId);
+          this.stats.parked += 1;
+          handoverOps.push('K', this.#keys.park(monitorId), encodeParked({ envelope, enqueuedAt, batchSize }), this.#options.stateTtlSeconds);
+          continue;
+        }
+        if (acquired.kind === 'forward') {
+          // Routed here before the monitor moved (a gateway that missed the route change): its slot runs it.
+          let list = forwards.get(acquired.slot);
+          if (list === undefined) forwards.set(acquired.slot, (list = []));
+          list.push({ envelope, enqueuedAt, batchSize });
+          continue;
+        }
+        touched.add(monitorId);
+        if (acquired.parked.length > 0) {
+          // Its handover has just finished: the packets parked meanwhile are older than this one and run first.
+          queued.splice(index, 0, ...acquired.parked);
+          handoverOps.push('T', this.#keys.park(monitorId), acquired.parked.length);
+          index -= 1;
+          continue;
+        }
+        const warm = acquired.warm;
         const packet = toEcgPacket(envelope.monitorId, decodePacket(envelope.packet));
         let result: PacketResult | null = null;
         let errorCode: string | null = null;
@@ -369,8 +418,9 @@ export class WarmWorker {
         }
         done.push({ envelope, enqueuedAt, batchSize, warm, packet, result, status, errorCode, startedAt, computedAt, stateOp });
       }
-      if (done.length === 0) {
+      if (done.length === 0 && handoverOps.length === 0) {
         for (const orphan of orphans) this.#handledOrphans.add(`${slot}/${orphan.id}`);
+        await this.#forward(forwards);
         return;
       }
 
@@ -378,7 +428,7 @@ export class WarmWorker {
       // slot's outbox with their latency records; its storer writes them to S3 (worker/episode-outbox.ts).
       const outbox = this.#outboxes.get(slot);
       await outbox?.backPressure(this.#options.maxOutbox);
-      const ops: Array<string | Buffer | number> = [];
+      const ops: Array<string | Buffer | number> = [...handoverOps];
       const published: Array<[string, string, string, string]> = [];
       const publishedAt = clock.now();
       let episodeWrites = 0;
@@ -406,7 +456,7 @@ export class WarmWorker {
         }
         published.push([item.envelope.gatewayId, item.envelope.invocationId, item.envelope.monitorId, json]);
       }
-      ops.push('P', this.#keys.resultsChannel, packr.pack(published));
+      if (published.length > 0) ops.push('P', this.#keys.resultsChannel, packr.pack(published));
       const ok = await redis.commit(this.#keys.slotLease(slot), this.id, ...ops);
       if (ok !== 1) {
         // Another worker owns the slot now: put the job back at the head of the queue for it.
@@ -418,6 +468,16 @@ export class WarmWorker {
       }
       for (const orphan of orphans) this.#handledOrphans.add(`${slot}/${orphan.id}`);
       if (episodeWrites > 0) outbox?.poke();
+      await this.#forward(forwards);
+      if (control !== null && job.name === HANDOVER_JOB) {
+        // Wake the new slot even if the monitor has gone quiet: its parked packets are waiting.
+        const next = await redis.hget(this.#keys.assignments, control.m);
+        if (next !== null && next !== slot) await this.#queue(next).add(RESUME_JOB, { m: control.m } satisfies HandoverJobData);
+        await appendSchedulerEvents(redis, this.#keys, [{
+          at: Math.round(clock.now()), type: 'handover-done', monitor: control.m, from: slot, to: next, moveId: control.id ?? '',
+          reason: `${this.id} ran the last packet queued for it on ${slot}`,
+        }]);
+      }
     } catch (error) {
       if (!(error instanceof WaitingError)) {
         // Nothing of this job was committed: forget the in-memory progress so a retry starts from Redis.
@@ -427,6 +487,29 @@ export class WarmWorker {
       }
       throw error;
     }
+  }
+
+  /** Re-queues packets on the slots they belong to now (after this job's commit: a retry forwards again, and the copies are duplicates). */
+  async #forward(forwards: Map<string, ParkedPacket[]>): Promise<void> {
+    for (const [target, items] of forwards) {
+      this.#options.logger.warn({ slot: target, packets: items.length }, 'forwarding packets of monitors that moved to another slot');
+      const enqueuedAt = Math.min(...items.map((item) => item.enqueuedAt));
+      await this.#queue(target).add('packets', encodeBatch({ version: 1, enqueuedAt, packets: items.map((item) => item.envelope) }));
+      this.stats.forwarded += items.length;
+    }
+  }
+
+  #queue(slot: string): Queue {
+    let queue = this.#queues.get(slot);
+    if (queue === undefined) {
+      queue = new Queue(this.#keys.queueName(slot), {
+        connection: this.#redis as ScriptedRedis, prefix: this.#keys.bullPrefix,
+        defaultJobOptions: { removeOnComplete: true, removeOnFail: { count: 10_000 } },
+      });
+      queue.on('error', (error) => this.#options.logger.warn({ err: error.message, slot }, 'queue error'));
+      this.#queues.set(slot, queue);
+    }
+    return queue;
   }
 
   /**
@@ -483,7 +566,7 @@ export class WarmWorker {
       seq: packet.seq,
       status: item.status,
       workerId: this.id,
-      vm: facts.hostname,
+      vm: this.#options.vm ?? facts.hostname,
       host: this.#options.host,
       hypervisor: facts.hypervisor.kind as HypervisorKind,
       driver: this.#options.driver,
@@ -554,6 +637,8 @@ export class WarmWorker {
       await Promise.all([...this.#outboxes.values()].map((outbox) => outbox.close(this.#options.outboxDrainMs)));
       this.#outboxes.clear();
       await this.#storageThread?.close();
+      await Promise.all([...this.#queues.values()].map((queue) => queue.close().catch(() => {})));
+      this.#queues.clear();
       await this.#persister?.close().catch((error: Error) => this.#options.logger.warn({ err: error.message }, 'latency flush failed'));
       await this.#cpu?.close();
       if (this.#redis !== null) {

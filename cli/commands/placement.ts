@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { MONITOR_ID_PATTERN } from '../../contracts/packet.js';
 import { RedisClock } from '../../queue/clock.js';
 import { RedisKeys } from '../../queue/keys.js';
-import { explain, LivePlacer, loadPolicy, readSchedulerEvents, SchedulerLoop, storedDecision } from '../../scheduler/index.js';
+import { explain, LivePlacer, loadPolicy, moveMonitors, readInventory, readSchedulerEvents, SchedulerLoop, storedDecision, type MoveOutcome } from '../../scheduler/index.js';
 import { CliError, integerOption, printJson, redisUrlOf, withRedis } from '../common.js';
 import { createLogger, untilSignal } from '../runtime.js';
 
@@ -71,9 +71,43 @@ export function registerPlacement(program: Command): void {
       });
     });
 
-  program
-    .command('monitors')
-    .description('Monitors known to the scheduler')
+  const monitorsCommand = program.command('monitors').description('Monitors known to the scheduler');
+  monitorsCommand
+    .command('move <monitor>')
+    .description('Move a placed monitor to another worker (or the least-loaded live worker of a VM), without losing, repeating or reordering packets')
+    .requiredOption('--to <worker-or-vm>', 'a worker id, or a VM name')
+    .option('--reason <text>', 'recorded with the move event', 'moved by an operator')
+    .option('--redis <url>', 'Redis URL (default: REDIS_URL)')
+    .option('--prefix <prefix>', 'Redis key prefix', 'ecgfaas')
+    .option('--json', 'print {monitor, from, to, moved, skipped?, moveId?, acknowledged}')
+    .action(async (monitor: string, flags: { to: string; reason: string; redis?: string; prefix: string; json?: boolean }) => {
+      if (!MONITOR_ID.test(monitor)) throw new CliError('CLI_BAD_MONITOR', `"${monitor}" is not a monitor id ([A-Za-z0-9_-]{1,64})`, 2);
+      const keys = new RedisKeys(flags.prefix);
+      const outcome = await withRedis(redisUrlOf(flags.redis), async (redis) => {
+        const clock = new RedisClock(redis, { refreshMs: 0 });
+        await clock.start();
+        try {
+          const inventory = await readInventory(redis, keys, { now: clock.now(), deadAfterMs: 15_000 });
+          const live = inventory.workers.filter((worker) => worker.alive);
+          const load = (id: string) => inventory.instances.filter((instance) => instance.worker === id).length;
+          const target = live.find((worker) => worker.id === flags.to)
+            ?? live.filter((worker) => worker.vm === flags.to).sort((a, b) => load(a.id) - load(b.id) || (a.id < b.id ? -1 : 1))[0];
+          if (target === undefined) throw new CliError('MOVE_NO_TARGET', `no live worker is named ${flags.to}, and no VM of that name has one`);
+          const from = inventory.instances.find((instance) => instance.monitor === monitor)?.worker;
+          const fromVm = inventory.workers.find((worker) => worker.id === from)?.vm ?? null;
+          const result = await moveMonitors({
+            redis, keys, now: () => clock.now(), moves: [{ monitor, to: target.id, reason: flags.reason, fromVm, toVm: target.vm }],
+          });
+          return { ...(result.outcomes[0] as MoveOutcome), acknowledged: result.acknowledged };
+        } finally {
+          await clock.close();
+        }
+      });
+      if (flags.json) printJson(outcome);
+      else process.stdout.write(outcome.moved ? `${monitor}: ${outcome.from} → ${outcome.to} (handover ${outcome.moveId} begun)\n` : '');
+      if (!outcome.moved) throw new CliError('MOVE_SKIPPED', `monitor ${monitor} was not moved: ${outcome.skipped}`);
+    });
+  monitorsCommand
     .command('add <monitors...>')
     .description('Place monitors ahead of their first packet, by a placement policy')
     .requiredOption('--policy <file>', 'placement policy (YAML)')
