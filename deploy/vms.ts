@@ -237,10 +237,12 @@ export class LocalVmDriver implements DeployDriver {
   }
 
   async shutdown(name: string): Promise<VmRecord> {
-    const record = await this.#control.shutdown(name);
+    // Our own workers get ONE SIGTERM, from LocalProcess.stop (a second one makes a worker exit at
+    // once, before its latency records are flushed); frozen ones are thawed first, or they could not stop.
+    if ((await this.#control.need(name)).state === 'paused') await this.#control.resume(name);
     await Promise.all((this.#processes.get(name) ?? []).map((worker) => worker.stop()));
     this.#processes.delete(name);
-    return record;
+    return this.#control.shutdown(name);
   }
 
   async destroy(name: string): Promise<void> {
@@ -252,6 +254,11 @@ export class LocalVmDriver implements DeployDriver {
 
   list(): Promise<VmRecord[]> {
     return listVms(this.#o.redis, this.#o.keys);
+  }
+
+  /** The worker processes of this driver's VMs (for CPU accounting). */
+  pids(): number[] {
+    return [...this.#processes.values()].flat().map((worker) => worker.pid).filter((pid): pid is number => pid !== null);
   }
 
   /** Shuts down and removes every VM this driver created. */

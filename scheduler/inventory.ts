@@ -50,11 +50,12 @@ export interface ReadInventoryOptions {
 
 /** The inventory now, and which queue slot each worker consumes (its own, the one it was born with). */
 export async function readInventory(redis: Redis, keys: RedisKeys, options: ReadInventoryOptions): Promise<Inventory> {
-  const [workerScores, assignments, slotIds, managed] = await Promise.all([
+  const [workerScores, assignments, slotIds, managed, quarantine] = await Promise.all([
     redis.zrange(keys.workers, '0', '-1', 'WITHSCORES'),
     redis.hgetall(keys.assignments),
     redis.zrange(keys.slots, '0', '-1'),
     redis.smembers(keys.vms),
+    redis.hgetall(keys.quarantine),
   ]);
   // VMs a deploy driver manages (deploy/vms.ts records): a paused one's workers are frozen, not dead.
   const vmStates = new Map<string, VmState>();
@@ -99,6 +100,8 @@ export async function readInventory(redis: Redis, keys: RedisKeys, options: Read
     const recorded = vmStates.get(vm.name);
     if (recorded !== undefined) vm.state = recorded;
     else if (!vm.alive) vm.state = 'shut-off';
+    const quarantined = quarantine[vm.name];
+    if (quarantined !== undefined) vm.quarantined = (JSON.parse(quarantined) as { reason: string }).reason;
   }
   const known = new Set(workers.map((worker) => worker.id));
   const instances: InstanceInfo[] = [];

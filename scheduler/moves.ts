@@ -93,6 +93,8 @@ export interface MoveResult {
   acknowledged: boolean;
   /** Gateways that did not (each one's stale packets are forwarded by the old slot). */
   silentGateways: string[];
+  /** The events recorded (one per move begun). */
+  events: SchedulerEvent[];
 }
 
 export async function moveMonitors(options: MoveOptions): Promise<MoveResult> {
@@ -140,7 +142,7 @@ export async function moveMonitors(options: MoveOptions): Promise<MoveResult> {
     }
     return results;
   });
-  if (started.length === 0) return { outcomes, acknowledged: true, silentGateways: [] };
+  if (started.length === 0) return { outcomes, acknowledged: true, silentGateways: [], events };
 
   await redis.publish(keys.routesChannel, JSON.stringify({ id: changeId, monitors: started.map(({ record }) => record.monitor) } satisfies RouteChange));
   const silentGateways = await waitForGateways(redis, keys, changeId, now, options.gatewayWaitMs ?? 5000, options.gatewayLiveMs ?? 5000);
@@ -161,7 +163,7 @@ export async function moveMonitors(options: MoveOptions): Promise<MoveResult> {
   }
   if (silentGateways.length > 0) for (const event of events) event.details = { ...event.details, silentGateways };
   await appendSchedulerEvents(redis, keys, events);
-  return { outcomes, acknowledged: silentGateways.length === 0, silentGateways };
+  return { outcomes, acknowledged: silentGateways.length === 0, silentGateways, events };
 }
 
 /** Waits until every live gateway acknowledged the change; returns those that did not in time. */

@@ -33,6 +33,8 @@ export interface VmInfo {
   vcpus: number;
   memoryMb: number;
   state: VmState;
+  /** Why the interference detector keeps new placements off this VM, while it does. */
+  quarantined?: string;
 }
 
 export interface WorkerInfo {
@@ -207,6 +209,7 @@ function exclusions(state: Working, request: MonitorRequest, worker: WorkerInfo,
   const vmLoadAfter = state.vmLoad(vm.name) + cost;
   if (!worker.alive) excludedBy.push('worker: no heartbeat (dead)');
   if (vm.state !== 'running' && !(ignoreState && vm.state === 'paused')) excludedBy.push(`vm: ${vm.state}`);
+  if (vm.quarantined !== undefined) excludedBy.push(`interference: ${vm.quarantined}`);
   if (policy.maxInstancesPerVm !== undefined && state.vmCount(vm.name) >= policy.maxInstancesPerVm) {
     excludedBy.push(`maxInstancesPerVm: ${state.vmCount(vm.name)} of ${policy.maxInstancesPerVm} on ${vm.name}`);
   }

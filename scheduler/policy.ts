@@ -52,6 +52,33 @@ export const PolicySchema = Type.Object({
     maxHostLoad: Type.Number({ minimum: 0, maximum: 10 }),
     prefer: Type.Array(Hypervisor, { minItems: 1 }),
   }, { additionalProperties: false })),
+  /**
+   * Interference detection and recovery (scheduler/interference.ts): each pass of the control loop
+   * looks at every VM's last window of packets (deadline misses, service-time p95, the age of the
+   * oldest packet still queued) and its workers' CPU probe. A VM bad for `sustainWindows` windows in
+   * a row is quarantined (no new placements) and its monitors are moved to VMs the policy allows; a
+   * while later the scheduler checks that it helped. The VM comes back once good (below the
+   * thresholds × `clearRatio`, and an idle one's probe below `probeClearSlowdown`) for as many
+   * windows, and `quarantineS` has passed.
+   */
+  interference: Type.Object({
+    enabled: Type.Boolean(),
+    /** Service time past which a packet missed its deadline (ms). */
+    deadlineMs: Type.Number({ exclusiveMinimum: 0 }),
+    /** Bad: at least this fraction of the window's packets missed the deadline... */
+    missRate: Type.Number({ exclusiveMinimum: 0, maximum: 1 }),
+    /** ...or their service-time p95, or the oldest queued packet's age, is at least this (ms). */
+    latencyP95Ms: Type.Number({ exclusiveMinimum: 0 }),
+    /** A window with fewer packets than this says nothing about latency (the backlog still counts). */
+    minPackets: Type.Integer({ minimum: 1 }),
+    /** Hysteresis: good means below the thresholds times this. */
+    clearRatio: Type.Number({ exclusiveMinimum: 0, maximum: 1 }),
+    sustainWindows: Type.Integer({ minimum: 1 }),
+    quarantineS: Type.Integer({ minimum: 0 }),
+    verifyAfterS: Type.Integer({ minimum: 1 }),
+    /** A VM without packets is good while its workers' CPU probe runs within this many times its best. */
+    probeClearSlowdown: Type.Number({ minimum: 1 }),
+  }, { additionalProperties: false }),
   /** The VM a scale-out asks the deploy driver for. */
   scaleOut: Type.Object({
     vcpus: Type.Number({ exclusiveMinimum: 0, maximum: 256 }),
@@ -76,6 +103,10 @@ const DEFAULTS: Omit<Policy, 'preset'> = {
   antiAffinity: [],
   hypervisorPreference: [],
   scaleOut: { vcpus: 1, memoryMb: 1024, hypervisor: 'kvm' },
+  interference: {
+    enabled: true, deadlineMs: 1000, missRate: 0.02, latencyP95Ms: 800, minPackets: 5, clearRatio: 0.5,
+    sustainWindows: 2, quarantineS: 60, verifyAfterS: 20, probeClearSlowdown: 3,
+  },
 };
 
 /**
@@ -105,6 +136,10 @@ export function resolvePolicy(document: unknown, source = 'policy'): Policy {
   const given = document as Record<string, unknown>;
   const preset = given.preset === 'paper' ? 'paper' : 'default';
   const merged: Record<string, unknown> = { ...DEFAULTS, ...PRESETS[preset], ...given };
+  // A document may set some interference keys and keep the defaults of the rest.
+  if (typeof given.interference === 'object' && given.interference !== null && !Array.isArray(given.interference)) {
+    merged.interference = { ...DEFAULTS.interference, ...given.interference };
+  }
   if (!checkPolicy.Check(merged)) {
     const lines = [...checkPolicy.Errors(merged)].map((error) => `${error.path || '/'}: ${error.message}`);
     throw new SchedulerError('POLICY_INVALID', `${source} is not a valid placement policy:\n  ${[...new Set(lines)].join('\n  ')}`);

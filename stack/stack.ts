@@ -10,7 +10,10 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { declareWorkerDead, LocalProcess } from '../deploy/local.js';
+import { LocalVmDriver } from '../deploy/vms.js';
 import { EmbeddedRedis } from '../queue/embedded-redis.js';
+import { RedisClock } from '../queue/clock.js';
+import { loadPolicy, SchedulerLoop } from '../scheduler/index.js';
 import { RedisKeys } from '../queue/keys.js';
 import { createS3Client, EMBEDDED_S3_KEY, s3SettingsFromEnv, type S3Settings } from '../storage/index.js';
 
@@ -34,6 +37,15 @@ export interface StackOptions {
   runId?: string;
   /** Child log level (default warn: the demo's output stays readable; logs go to <dir>/logs). */
   childLogLevel?: string;
+  /**
+   * Local VMs (deploy/vms.ts: cgroup-confined groups of workers where cgroups are writable) named
+   * vm-1..vm-N, whose workers run besides the `workers` plain ones.
+   */
+  vms?: { count: number; vcpus: number; memoryMb?: number; workersPerVm?: number } | undefined;
+  /** A placement policy file: the gateway places new monitors by it. */
+  policy?: string | undefined;
+  /** Run the scheduler's control loop (scheduler/control.ts) with the policy in this process. */
+  scheduler?: { intervalMs?: number } | undefined;
 }
 
 export interface StackInfo {
@@ -45,9 +57,11 @@ export interface StackInfo {
 }
 
 export class EmbeddedStack {
-  readonly #options: Required<Omit<StackOptions, 'redisUrl' | 'redisDir' | 'runId' | 'flushWindowMs'>> & {
+  readonly #options: Required<Omit<StackOptions, 'redisUrl' | 'redisDir' | 'runId' | 'flushWindowMs' | 'vms' | 'policy' | 'scheduler'>> & {
     redisUrl: string | undefined; redisDir: string; runId: string | undefined; flushWindowMs: number | undefined;
-  };
+  } & Pick<StackOptions, 'vms' | 'policy' | 'scheduler'>;
+  /** The local VMs' driver and the scheduler loop, with their Redis connection. */
+  #vms: { redis: Redis; driver: LocalVmDriver | null; loop: SchedulerLoop | null; clock: RedisClock | null } | null = null;
   readonly keys: RedisKeys;
   #redis: EmbeddedRedis | null = null;
   #s3: LocalProcess<{ endpoint: string; bucket: string }> | null = null;
@@ -103,17 +117,49 @@ export class EmbeddedStack {
       this.#gateway = new LocalProcess({
         args: ['gateway', '--redis', redisUrl, '--port', String(this.#options.gatewayPort), '--prefix', this.#options.keyPrefix,
           '--wait-timeout-ms', String(this.#options.waitTimeoutMs),
-          ...(this.#options.flushWindowMs !== undefined ? ['--flush-window-ms', String(this.#options.flushWindowMs)] : [])],
+          ...(this.#options.flushWindowMs !== undefined ? ['--flush-window-ms', String(this.#options.flushWindowMs)] : []),
+          ...(this.#options.policy !== undefined ? ['--policy', this.#options.policy] : [])],
         env: this.#childEnv(),
         logs: path.join(dir, 'logs', 'gateway.log'),
       });
-      const [ready] = await Promise.all([this.#gateway.start(), ...workers]);
+      const [ready] = await Promise.all([this.#gateway.start(), ...workers, this.#startVms(redisUrl)]);
       this.#info.gatewayUrl = ready.url;
     } catch (error) {
       await this.close();
       throw error;
     }
     return this.#info;
+  }
+
+  async #startVms(redisUrl: string): Promise<void> {
+    const { vms, scheduler } = this.#options;
+    if (vms === undefined && scheduler === undefined) return;
+    const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
+    redis.on('error', () => {});
+    this.#vms = { redis, driver: null, loop: null, clock: null };
+    if (vms !== undefined) {
+      const driver = new LocalVmDriver({
+        redis, keys: this.keys, env: this.#childEnv(), logsDir: path.join(this.#options.dir, 'logs'),
+        workerArgs: ['--redis', redisUrl, '--prefix', this.#options.keyPrefix, '--model', this.#options.model, '--extra-compute-ms', String(this.#options.extraComputeMs)],
+      });
+      this.#vms.driver = driver;
+      await Promise.all(Array.from({ length: vms.count }, async (_, index) => {
+        const name = `vm-${index + 1}`;
+        await driver.create({ name, vcpus: vms.vcpus, memoryMb: vms.memoryMb ?? 1024, workers: vms.workersPerVm ?? 1 });
+        await driver.start(name);
+      }));
+    }
+    if (scheduler !== undefined) {
+      if (this.#options.policy === undefined) throw new Error('the scheduler loop needs a policy');
+      const clock = new RedisClock(redis, {});
+      await clock.start();
+      this.#vms.clock = clock;
+      this.#vms.loop = new SchedulerLoop({
+        redis, keys: this.keys, policy: await loadPolicy(this.#options.policy), now: () => clock.now(), logger: this.#options.logger,
+        ...(scheduler.intervalMs !== undefined ? { intervalMs: scheduler.intervalMs } : {}),
+      });
+      this.#vms.loop.start();
+    }
   }
 
   /** Starts one more local worker; resolves when it is consuming its queue. */
@@ -152,7 +198,7 @@ export class EmbeddedStack {
     return {
       s3: this.#s3?.pid ?? null,
       gateway: this.#gateway?.pid ?? null,
-      workers: this.workers.map((worker) => worker.pid).filter((pid): pid is number => pid !== null),
+      workers: [...this.workers.map((worker) => worker.pid).filter((pid): pid is number => pid !== null), ...(this.#vms?.driver?.pids() ?? [])],
       redis: this.#redis?.pid ?? null,
     };
   }
@@ -223,8 +269,17 @@ export class EmbeddedStack {
 
   /** Stops the gateway (no new packets), then the workers (each finishes its job and flushes its latency records); the stores stay up. */
   async stopProcesses(): Promise<void> {
+    await this.#vms?.loop?.close();
     await this.#gateway?.stop();
-    await Promise.all(this.workers.map((worker) => worker.stop()));
+    await Promise.all([...this.workers.map((worker) => worker.stop()), this.#vms?.driver?.close()]);
+    await this.#vms?.clock?.close();
+    this.#vms?.redis.disconnect();
+    this.#vms = null;
+  }
+
+  /** The local VMs' driver (with `vms`), e.g. to find a VM's cgroup. */
+  get vmDriver(): LocalVmDriver | null {
+    return this.#vms?.driver ?? null;
   }
 
   /** Stops the gateway first (no new packets), then workers (they finish their job), then the stores. Idempotent. */

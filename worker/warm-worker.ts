@@ -31,6 +31,8 @@ import { appendSchedulerEvents } from '../scheduler/events.js';
 import { collectHostFacts, CpuSampler, type HostFacts } from './facts/index.js';
 import { EpisodeOutbox, encodeOutboxEntry } from './episode-outbox.js';
 import { StorageThread, type SlotStorer } from './storage-client.js';
+import { CpuWork } from './cpu-work.js';
+import { HealthCounters } from './health.js';
 import { encodeCheckpoint, encodeParked, FunctionStates, type Acquired, type ParkedPacket, type WarmFunction } from './function-states.js';
 
 export interface WarmWorkerOptions {
@@ -66,6 +68,8 @@ export interface WarmWorkerOptions {
   maxOutbox?: number;
   /** On close, keep storing the outbox for up to this long (default 30 s). */
   outboxDrainMs?: number;
+  /** A packet served later than this missed its deadline, in the health the scheduler reads (default 1000 ms). */
+  deadlineMs?: number;
 }
 
 /** Packet errors the function raises before touching its state: the packet is answered, not retried. */
@@ -89,6 +93,8 @@ interface Computed {
   computedAt: number;
   /** The checkpoint or replay-log op of this packet (empty when the state did not change). */
   stateOp: Array<string | Buffer | number>;
+  /** It waited in the park for its monitor's handover: its latency is the move's, not this worker's. */
+  fromPark: boolean;
 }
 
 export interface WorkerStats {
@@ -108,8 +114,14 @@ export class WarmWorker {
   readonly id: string;
   readonly #options: Required<Omit<WarmWorkerOptions, 'host' | 'vm' | 'workerId'>> & { host: string | null; vm: string | null };
   /** Compute time of the packets since the last heartbeat, and the smoothed cost per packet the scheduler reads. */
-  #costWindow = { ms: 0, packets: 0 };
+  /**
+   * Packets since the last heartbeat and the process's CPU time then: the cost per packet is CPU
+   * time (all threads: inference, storage), not wall time, which a starved or throttled VM stretches.
+   */
+  #costWindow = { packets: 0, cpu: process.cpuUsage() };
   #costMsPerPacket: number | null = null;
+  #health: HealthCounters | null = null;
+  readonly #work = new CpuWork();
   readonly #keys: RedisKeys;
   #redis: ScriptedRedis | null = null;
   #clock: RedisClock | null = null;
@@ -142,7 +154,7 @@ export class WarmWorker {
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(this.id)) throw new RangeError(`worker id "${this.id}" must be 1-64 of [A-Za-z0-9_-]`);
     this.#options = {
       keyPrefix: 'ecgfaas', driver: 'local', extraComputeMs: 0, checkpointEvery: 30, resultTtlSeconds: 300,
-      stateTtlSeconds: 24 * 3600, heartbeatMs: 2000, leaseMs: 10_000, adoptOrphans: true, maxOutbox: 20_000, outboxDrainMs: 30_000, ...options, host: options.host ?? null, vm: options.vm ?? null,
+      stateTtlSeconds: 24 * 3600, heartbeatMs: 2000, leaseMs: 10_000, adoptOrphans: true, maxOutbox: 20_000, outboxDrainMs: 30_000, deadlineMs: 1000, ...options, host: options.host ?? null, vm: options.vm ?? null,
     };
     this.#keys = new RedisKeys(this.#options.keyPrefix);
   }
@@ -182,6 +194,8 @@ export class WarmWorker {
       newStreamId: () => Math.round(clock.now()).toString(36),
     });
     this.#facts = await collectHostFacts();
+    this.#health = new HealthCounters(this.#options.deadlineMs, this.#work);
+    if (this.#options.extraComputeMs > 0) this.#options.logger.info({ iterationsPerMs: Math.round(this.#work.iterationsPerMs) }, 'extra compute calibrated');
     this.#cpu = new CpuSampler({ intervalMs: 1000 });
     this.#cpu.start();
     const { storage } = this.#options;
@@ -300,17 +314,22 @@ export class WarmWorker {
     const now = Math.round(this.#clock?.now() ?? Date.now());
     const ttl = Math.ceil((this.#options.heartbeatMs * 5) / 1000);
     if (this.#costWindow.packets > 0) {
-      const mean = this.#costWindow.ms / this.#costWindow.packets;
+      const used = process.cpuUsage(this.#costWindow.cpu);
+      const mean = (used.user + used.system) / 1000 / this.#costWindow.packets;
       this.#costMsPerPacket = this.#costMsPerPacket === null ? mean : 0.7 * this.#costMsPerPacket + 0.3 * mean;
-      this.#costWindow = { ms: 0, packets: 0 };
+      this.#costWindow = { packets: 0, cpu: process.cpuUsage() };
+    } else {
+      this.#costWindow.cpu = process.cpuUsage();
     }
     const facts = this.#facts as HostFacts;
+    this.#health?.probe();
     await redis.multi()
       .hset(keys.worker(this.id), {
         facts: JSON.stringify(this.#facts), driver: this.#options.driver, heartbeatAt: String(now),
         slots: JSON.stringify(this.ownedSlots()), monitors: String(this.#states?.size ?? 0),
         stats: JSON.stringify(this.stats), cpu: JSON.stringify(this.#cpu?.latest() ?? null),
         clock: JSON.stringify({ offsetMs: this.#clock?.offsetMs ?? 0, uncertaintyMs: this.#clock?.uncertaintyMs ?? 0 }),
+        health: JSON.stringify(this.#health?.snapshot() ?? null),
         ...encodePlacementFields({
           vm: this.#options.vm ?? facts.hostname, host: this.#options.host ?? facts.hostname,
           vcpus: Math.min(facts.vcpus, facts.cpuQuotaCores ?? Number.POSITIVE_INFINITY), memoryMb: Math.round(facts.memoryBytes / 2 ** 20),
@@ -333,7 +352,7 @@ export class WarmWorker {
     try {
       // FIX (ordering after a crash): jobs this queue took before this one and never finished go first.
       const orphans = this.#orphanCheck.delete(slot) ? await this.#orphanedBatches(slot, job.id) : [];
-      const queued: ParkedPacket[] = [...orphans, ...(batch === null ? [] : [{ id: job.id ?? '', batch }])].flatMap(({ batch: each }) => each.packets.map((envelope) => ({
+      const queued: Array<ParkedPacket & { fromPark?: boolean }> = [...orphans, ...(batch === null ? [] : [{ id: job.id ?? '', batch }])].flatMap(({ batch: each }) => each.packets.map((envelope) => ({
         envelope, enqueuedAt: each.enqueuedAt, batchSize: each.packets.length,
       })));
       // Handover (scheduler/moves.ts): park, forward, trim and done marks, committed with the job.
@@ -350,14 +369,14 @@ export class WarmWorker {
         const acquired = await states.acquire(control.m, slot);
         if (acquired.kind === 'run' && acquired.parked.length > 0) {
           touched.add(control.m);
-          queued.push(...acquired.parked);
+          queued.push(...acquired.parked.map((parked) => ({ ...parked, fromPark: true })));
           handoverOps.push('T', this.#keys.park(control.m), acquired.parked.length);
         }
       }
       // 1. Compute, in queue order (a monitor's packets must reach its function in order).
       const done: Computed[] = [];
       for (let index = 0; index < queued.length; index += 1) {
-        const { envelope, enqueuedAt, batchSize } = queued[index] as ParkedPacket;
+        const { envelope, enqueuedAt, batchSize, fromPark = false } = queued[index] as ParkedPacket & { fromPark?: boolean };
         const startedAt = clock.now();
         const monitorId = envelope.monitorId;
         const acquired: Acquired = parkedHere.has(monitorId) ? { kind: 'park' } : await states.acquire(monitorId, slot);
@@ -377,7 +396,7 @@ export class WarmWorker {
         touched.add(monitorId);
         if (acquired.parked.length > 0) {
           // Its handover has just finished: the packets parked meanwhile are older than this one and run first.
-          queued.splice(index, 0, ...acquired.parked);
+          queued.splice(index, 0, ...acquired.parked.map((parked) => ({ ...parked, fromPark: true })));
           handoverOps.push('T', this.#keys.park(monitorId), acquired.parked.length);
           index -= 1;
           continue;
@@ -394,7 +413,6 @@ export class WarmWorker {
         }
         this.#burn(this.#options.extraComputeMs);
         const computedAt = clock.now();
-        this.#costWindow.ms += computedAt - startedAt;
         this.#costWindow.packets += 1;
         const status = errorCode !== null ? 'error' : (result as PacketResult).status;
         this.stats.packets += 1;
@@ -416,7 +434,7 @@ export class WarmWorker {
             warm.sinceCheckpoint += 1;
           }
         }
-        done.push({ envelope, enqueuedAt, batchSize, warm, packet, result, status, errorCode, startedAt, computedAt, stateOp });
+        done.push({ envelope, enqueuedAt, batchSize, warm, packet, result, status, errorCode, startedAt, computedAt, stateOp, fromPark });
       }
       if (done.length === 0 && handoverOps.length === 0) {
         for (const orphan of orphans) this.#handledOrphans.add(`${slot}/${orphan.id}`);
@@ -432,9 +450,11 @@ export class WarmWorker {
       const published: Array<[string, string, string, string]> = [];
       const publishedAt = clock.now();
       let episodeWrites = 0;
+      const records: LatencyRecord[] = [];
       for (const item of done) {
         ops.push(...item.stateOp);
         const record = this.#record(item, publishedAt);
+        records.push(record);
         const json = JSON.stringify(this.#result(item, record));
         ops.push('R', this.#keys.result(item.envelope.invocationId), json, this.#options.resultTtlSeconds);
         const events = item.result?.events ?? [];
@@ -467,6 +487,10 @@ export class WarmWorker {
         throw new WaitingError();
       }
       for (const orphan of orphans) this.#handledOrphans.add(`${slot}/${orphan.id}`);
+      records.forEach((record, index) => {
+        if (done[index]?.fromPark) this.#health?.recordParked();
+        else this.#health?.record(record.serviceTimeMs, record.queueWaitMs, record.computeMs);
+      });
       if (episodeWrites > 0) outbox?.poke();
       await this.#forward(forwards);
       if (control !== null && job.name === HANDOVER_JOB) {
@@ -545,11 +569,9 @@ export class WarmWorker {
     return orphans;
   }
 
+  /** CPU work, like the paper's classifier: a fixed amount of it, not a sleep and not a span of wall time (worker/cpu-work.ts). */
   #burn(ms: number): void {
-    if (ms <= 0) return;
-    const until = performance.now() + ms;
-    // A busy loop on purpose: the load must be CPU, like the paper's classifier, not a sleep.
-    while (performance.now() < until) { /* spin */ }
+    this.#work.burn(ms);
   }
 
   /** The invocation's latency record; a packet with episode writes gets storedAt from the outbox's storer. */
