@@ -62,5 +62,29 @@ export function formatReport(report: LatencyReport): string {
   const workers = new Table({ style: PLAIN, chars: COMPACT, head: ['Worker', 'VM', 'Hypervisor', ...LATENCY_COLUMNS] });
   for (const group of report.byWorker) workers.push([group.key, group.vm ?? '-', group.hypervisor === undefined ? '-' : HYPERVISOR_LABELS[group.hypervisor], ...latencyCells(group)]);
   lines.push(workers.toString());
+  if (report.events.length > 0) {
+    const origin = report.window?.firstReceivedAt ?? report.events[0]?.at ?? 0;
+    lines.push('');
+    lines.push('Scheduler events (s from the first packet)');
+    for (const event of report.events) {
+      const subject = event.monitor !== undefined ? `${event.monitor}${event.fromVm || event.toVm ? ` ${event.fromVm ?? '?'} → ${event.toVm ?? '?'}` : ''}` : event.vm ?? '';
+      lines.push(`  +${((event.at - origin) / 1000).toFixed(1)} ${event.type} ${subject}: ${event.reason}`);
+    }
+  }
+  if (report.moves.length > 0) {
+    lines.push('');
+    lines.push('Moves: the moved monitor\'s service time (ms) in the 30 s before the move, during its handover, and in the 30 s after it');
+    const head = ['Monitor', 'From → to', 'Handover s', 'before p50/p95/max', 'miss', 'during n/max', 'miss', 'after p50/p95/max', 'miss'];
+    const moves = new Table({ style: PLAIN, chars: COMPACT, head });
+    const trio = (w: { p50: number | null; p95: number | null; max: number | null }) => [w.p50, w.p95, w.max].map((v) => (v === null ? '-' : String(Math.round(v)))).join('/');
+    for (const move of report.moves) {
+      moves.push([
+        move.monitor, `${move.fromVm ?? '?'} → ${move.toVm ?? '?'}`, move.handoverMs === null ? '-' : (move.handoverMs / 1000).toFixed(1),
+        trio(move.before), `${move.before.misses}/${move.before.n}`, `${move.during.n}/${move.during.max === null ? '-' : Math.round(move.during.max)}`,
+        `${move.during.misses}/${move.during.n}`, trio(move.after), `${move.after.misses}/${move.after.n}`,
+      ]);
+    }
+    lines.push(moves.toString());
+  }
   return `${lines.join('\n')}\n`;
 }

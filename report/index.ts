@@ -3,3 +3,4 @@ export {
 } from './latency-report.js';
 export { formatReport, LATENCY_COLUMNS } from './format.js';
 export { writeReportFiles } from './files.js';
+export { moveLatencies, type MoveLatency, type ReportEvent, type WindowStats } from './moves.js';

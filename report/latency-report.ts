@@ -6,6 +6,7 @@
  */
 import { max, mean, min, quantileSorted, sampleStandardDeviation } from 'simple-statistics';
 import { HYPERVISOR_KINDS, type HypervisorKind, type LatencyRecord } from '../contracts/invocation.js';
+import { moveLatencies, type MoveLatency, type ReportEvent } from './moves.js';
 
 export type LatencyMetric = 'roundTrip' | 'serviceTime';
 
@@ -19,6 +20,8 @@ export interface ReportOptions {
   clientRoundTrips?: ReadonlyMap<string, number | null>;
   /** Names the run in the report (default: the records' runId when they share one). */
   runId?: string;
+  /** The scheduler's events during the run (moves, handovers, interference): listed, and each move's latency before and after. */
+  events?: readonly ReportEvent[];
 }
 
 export interface MeanP99 {
@@ -92,6 +95,10 @@ export interface LatencyReport {
   /** Hypervisor × function instances on the worker (the paper's monitors per VM). */
   byHypervisorCollocated: LatencyGroup[];
   byWorker: LatencyGroup[];
+  /** The scheduler's events given (none: empty). */
+  events: ReportEvent[];
+  /** Each move's monitor: service time before the move, during its handover, after it (report/moves.ts). */
+  moves: MoveLatency[];
 }
 
 /** One counted invocation: its value (null = no answer) and its record when there is one. */
@@ -189,6 +196,8 @@ export function buildReport(records: readonly LatencyRecord[], options: ReportOp
     byHypervisor,
     byHypervisorCollocated,
     byWorker,
+    events: [...(options.events ?? [])],
+    moves: moveLatencies(records, options.events ?? [], deadlineMs),
   };
 }
 

@@ -142,7 +142,11 @@ export class SchedulerLoop {
     const samples = await readWorkerSamples(redis, keys, inventory.workers.filter((worker) => worker.alive), now);
     const windows = this.#detector.windows(samples);
     this.#lastWindows = windows;
-    const { detected, cleared } = this.#detector.observe(now, windows);
+    // VMs that monitors were just moved to: their handovers' delayed packets are no interference.
+    const vmOfWorker = new Map(inventory.workers.map((worker) => [worker.id, worker.vm]));
+    const grace = new Set(this.#verifications.filter((check) => check.start === null)
+      .flatMap((check) => [...check.toWorkers].map((worker) => vmOfWorker.get(worker) ?? '')));
+    const { detected, cleared } = this.#detector.observe(now, windows, grace);
     for (const { window, reason } of detected) {
       await redis.hset(keys.quarantine, window.vm, JSON.stringify({ since: Math.round(now), reason }));
       events.push({ at: now, type: 'interference-detected', vm: window.vm, reason, details: { window, thresholds: thresholdsOf(settings) } });
@@ -285,6 +289,7 @@ function thresholdsOf(settings: InterferenceSettings): Record<string, number> {
 }
 
 function describe(window: VmWindow): string {
-  const missed = window.missRate === null ? 'no packets' : `${Math.round(window.missRate * 1000) / 10} % missed`;
-  return `${missed}, service p95 ${window.serviceP95Ms ?? '-'} ms over ${window.packets} packets`;
+  const backlog = window.backlogAgeMs > 0 ? `, oldest queued packet ${Math.round(window.backlogAgeMs)} ms old` : '';
+  if (window.missRate === null) return `no packet served${backlog}`;
+  return `${Math.round(window.missRate * 1000) / 10} % of ${window.packets} packets missed, service p95 ${window.serviceP95Ms ?? '-'} ms${backlog}`;
 }

@@ -103,14 +103,18 @@ export class InterferenceDetector {
     };
   }
 
-  /** Advances each VM's streaks by its window's verdict. */
-  observe(now: number, windows: readonly VmWindow[]): Transitions {
+  /**
+   * Advances each VM's streaks by its window's verdict. VMs in `grace` (monitors were just moved to
+   * them, and the packets their handovers delayed are still running) are not held to a bad window.
+   */
+  observe(now: number, windows: readonly VmWindow[], grace: ReadonlySet<string> = new Set()): Transitions {
     const s = this.#settings;
     const out: Transitions = { detected: [], cleared: [] };
     for (const window of windows) {
       let track = this.#tracks.get(window.vm);
       if (track === undefined) this.#tracks.set(window.vm, (track = { quarantined: false, badStreak: 0, goodStreak: 0, since: 0 }));
-      const { verdict, reason } = this.verdict(window);
+      const judged = this.verdict(window);
+      const { verdict, reason } = judged.verdict === 'bad' && grace.has(window.vm) ? { verdict: 'neutral' as const, reason: 'in grace after a move' } : judged;
       track.badStreak = verdict === 'bad' ? track.badStreak + 1 : 0;
       track.goodStreak = verdict === 'good' ? track.goodStreak + 1 : 0;
       if (!track.quarantined && track.badStreak >= s.sustainWindows) {

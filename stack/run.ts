@@ -120,6 +120,7 @@ export async function runOnStack(options: RunOptions): Promise<RunOutcome> {
       const drained = await stack.drain(120_000);
       options.logger.info({ drained }, 'drained');
       const failedJobs = await stack.failedJobs();
+      const events = await stack.schedulerEvents(replayStartedAt - 1000);
       const workers = stack.workers.map((worker) => worker.ready).filter((ready) => ready !== null) as Array<{ workerId: string; hypervisor: string }>;
       await stack.stopProcesses();
       options.logger.info('processes stopped');
@@ -132,7 +133,7 @@ export async function runOnStack(options: RunOptions): Promise<RunOutcome> {
       }
       await writeRoundTrips({ s3, bucket, runId, roundTrips });
       const records = await readRunRecords({ s3, bucket, runId });
-      const report = buildReport(records, { deadlineMs: options.deadlineMs, clientRoundTrips: roundTrips, runId });
+      const report = buildReport(records, { deadlineMs: options.deadlineMs, clientRoundTrips: roundTrips, runId, events });
       const reportText = formatReport(report);
       const reportDir = path.join(options.reportsDir ?? 'reports', runId);
       await writeReportFiles(report, reportDir);

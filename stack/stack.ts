@@ -13,7 +13,7 @@ import { declareWorkerDead, LocalProcess } from '../deploy/local.js';
 import { LocalVmDriver } from '../deploy/vms.js';
 import { EmbeddedRedis } from '../queue/embedded-redis.js';
 import { RedisClock } from '../queue/clock.js';
-import { loadPolicy, SchedulerLoop } from '../scheduler/index.js';
+import { loadPolicy, readSchedulerEvents, SchedulerLoop, type SchedulerEvent } from '../scheduler/index.js';
 import { RedisKeys } from '../queue/keys.js';
 import { createS3Client, EMBEDDED_S3_KEY, s3SettingsFromEnv, type S3Settings } from '../storage/index.js';
 
@@ -231,6 +231,11 @@ export class EmbeddedStack {
         await new Promise((resolve) => setTimeout(resolve, 200));
       }
     });
+  }
+
+  /** The scheduler's events since `since` (Redis-clock ms), oldest first. */
+  async schedulerEvents(since = 0): Promise<SchedulerEvent[]> {
+    return this.#withRedis(async (redis) => (await readSchedulerEvents(redis, this.keys, 10_000)).filter((event) => event.at >= since));
   }
 
   /** Failed jobs across slots (they stay visible with their error). */

@@ -12,7 +12,7 @@
 import type { CpuWork } from './cpu-work.js';
 
 /** Upper bounds of the service-time buckets (ms); one more bucket counts the rest. */
-export const SERVICE_BOUNDS_MS = [50, 100, 250, 500, 750, 1000, 2000, 5000] as const;
+export const SERVICE_BOUNDS_MS = [50, 100, 150, 200, 300, 400, 500, 600, 800, 1000, 1500, 2000, 3000, 5000] as const;
 
 export interface WorkerHealth {
   /** Packets committed since the worker started (but those in `parked`). */
