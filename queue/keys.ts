@@ -107,6 +107,21 @@ export class RedisKeys {
     return `${this.prefix}:gateways`;
   }
 
+  /** Hash monitorId → Redis-clock ms of its last packet committed: a silent monitor releases its slot (scheduler/control.ts). */
+  get lastSeen(): string {
+    return `${this.prefix}:last-seen`;
+  }
+
+  /** Hash VM → JSON: VMs placement asked a deploy driver for and that have no worker heartbeating yet (deploy/scale-out.ts). */
+  get scaleOutPending(): string {
+    return `${this.prefix}:scale-out`;
+  }
+
+  /** Sorted set "driver@host" → last heartbeat (ms): deploy drivers that serve scale-out requests. */
+  get drivers(): string {
+    return `${this.prefix}:drivers`;
+  }
+
   /** Hash VM → JSON: VMs the interference detector took out of placement, with why and since when. */
   get quarantine(): string {
     return `${this.prefix}:quarantine`;

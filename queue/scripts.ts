@@ -57,6 +57,7 @@ return 0
  *   K list value ttl     park a packet of a monitor whose handover to this slot is in progress (scheduler/moves.ts)
  *   T list count         drop the first count parked packets (processed in this commit)
  *   H key id             the handover with this id is done: delete the monitor's move record if it is still that one
+ *   S hash field value   HSET (a monitor's last packet, for the release of silent monitors)
  */
 const COMMIT = `
 if redis.call('GET', ARGV[1]) ~= ARGV[2] then return 0 end
@@ -84,6 +85,8 @@ while i <= n do
     redis.call('RPUSH', ARGV[i+1], ARGV[i+2]); redis.call('EXPIRE', ARGV[i+1], tonumber(ARGV[i+3])); i = i + 4
   elseif op == 'T' then
     redis.call('LTRIM', ARGV[i+1], tonumber(ARGV[i+2]), -1); i = i + 3
+  elseif op == 'S' then
+    redis.call('HSET', ARGV[i+1], ARGV[i+2], ARGV[i+3]); i = i + 4
   elseif op == 'H' then
     local move = redis.call('GET', ARGV[i+1])
     if move and cjson.decode(move).id == ARGV[i+2] then redis.call('DEL', ARGV[i+1]) end; i = i + 3

@@ -8,6 +8,7 @@
  * - a paused VM that placement chose for a new monitor (a `resumed` decision: cheaper than a new VM)
  *   is resumed; the monitor's packets wait in its queue until then, none is lost.
  *
+ * - silent monitors: one without a packet for `monitorIdleReleaseS` releases its slot;
  * - interference (scheduler/interference.ts, the policy's `interference`): a VM whose packets fare
  *   badly for a few passes in a row is quarantined (placement leaves it out) and its monitors are
  *   moved to VMs the policy allows (scheduler/moves.ts); `verifyAfterS` later the loop compares
@@ -25,6 +26,7 @@ import { readInventory } from './inventory.js';
 import type { Policy } from './policy.js';
 import { appendSchedulerEvents, type SchedulerEvent } from './events.js';
 import { InterferenceDetector, type InterferenceSettings, type VmWindow, type WorkerSample } from './interference.js';
+import { storedDecision } from './live.js';
 import { moveMonitors, type MoveRequest } from './moves.js';
 import { plan } from './placement.js';
 import type { WorkerHealth } from '../worker/health.js';
@@ -87,7 +89,7 @@ export class SchedulerLoop {
   async tick(): Promise<SchedulerEvent[]> {
     const { redis, keys, policy } = this.#o;
     const now = this.#o.now();
-    const moved = policy.interference.enabled ? await this.#interference(now) : [];
+    const moved = [...await this.#releaseSilent(now), ...(policy.interference.enabled ? await this.#interference(now) : [])];
     const [records, inventory] = await Promise.all([listVms(redis, keys), readInventory(redis, keys, { now, deadAfterMs: this.#o.deadAfterMs })]);
     const vmOfWorker = new Map(inventory.workers.map((worker) => [worker.id, worker.vm]));
     const instances = new Map<string, number>();
@@ -130,6 +132,36 @@ export class SchedulerLoop {
       }
     }
     return [...moved, ...events];
+  }
+
+  /**
+   * Monitors silent for `monitorIdleReleaseS` give their place back: a handover to nowhere
+   * (scheduler/moves.ts), so packets still queued for them run first and a packet that comes later
+   * is placed anew. Silent: no packet committed for that long (`keys.lastSeen`), or, for one placed
+   * ahead of time, none since its placement.
+   */
+  async #releaseSilent(now: number): Promise<SchedulerEvent[]> {
+    const { redis, keys, policy } = this.#o;
+    const [assignments, lastSeen] = await Promise.all([redis.hgetall(keys.assignments), redis.hgetall(keys.lastSeen)]);
+    const limitMs = policy.monitorIdleReleaseS * 1000;
+    const silent: Array<{ monitor: string; forS: number }> = [];
+    for (const monitor of Object.keys(assignments).sort()) {
+      let last = lastSeen[monitor] === undefined ? null : Number(lastSeen[monitor]);
+      if (last === null) last = (await storedDecision(redis, keys, monitor))?.at ?? null;
+      if (last !== null && now - last >= limitMs) silent.push({ monitor, forS: Math.round((now - last) / 1000) });
+    }
+    if (silent.length === 0) return [];
+    const inventory = await readInventory(redis, keys, { now, deadAfterMs: this.#o.deadAfterMs });
+    const vmOf = new Map(inventory.workers.map((worker) => [worker.id, worker.vm]));
+    const workerOf = new Map(inventory.instances.map((instance) => [instance.monitor, instance.worker]));
+    const result = await moveMonitors({
+      redis, keys, now: this.#o.now,
+      moves: silent.map(({ monitor, forS }) => ({
+        monitor, to: null, fromVm: vmOf.get(workerOf.get(monitor) ?? '') ?? null,
+        reason: `no packet for ${forS} s (monitorIdleReleaseS: ${policy.monitorIdleReleaseS})`,
+      })),
+    });
+    return result.events;
   }
 
   /** Detection, quarantine, moves away from quarantined VMs, and checking that the moves helped. */

@@ -8,6 +8,8 @@ import type { RedisKeys } from '../queue/keys.js';
 
 export type SchedulerEventType =
   | 'vm-paused' | 'vm-shut-down' | 'vm-resumed'
+  /** A VM placement asked for is up (deploy/scale-out.ts), or could not be made. */
+  | 'vm-scaled-out' | 'scale-out-failed'
   /** A monitor's route changed; its handover began (scheduler/moves.ts). */
   | 'monitor-moved'
   /** The slot it left ran its last packet; the new slot runs it from here. */

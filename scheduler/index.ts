@@ -1,6 +1,6 @@
 /** The scheduler: placement policy (YAML), the deterministic planner, the inventory in Redis, live placement, moves, and the control loop. */
 export { SchedulerError } from './errors.js';
-export { encodePlacementFields, readInventory, type WorkerPlacementFields } from './inventory.js';
+export { DRIVER_LIVE_MS, encodePlacementFields, liveDrivers, pendingVms, readInventory, type PendingVm, type WorkerPlacementFields } from './inventory.js';
 export { LivePlacer, storedDecision, type StoredDecision } from './live.js';
 export { SchedulerLoop } from './control.js';
 export { appendSchedulerEvents, readSchedulerEvents, type SchedulerEvent, type SchedulerEventType } from './events.js';

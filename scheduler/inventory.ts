@@ -50,12 +50,13 @@ export interface ReadInventoryOptions {
 
 /** The inventory now, and which queue slot each worker consumes (its own, the one it was born with). */
 export async function readInventory(redis: Redis, keys: RedisKeys, options: ReadInventoryOptions): Promise<Inventory> {
-  const [workerScores, assignments, slotIds, managed, quarantine] = await Promise.all([
+  const [workerScores, assignments, slotIds, managed, quarantine, pending] = await Promise.all([
     redis.zrange(keys.workers, '0', '-1', 'WITHSCORES'),
     redis.hgetall(keys.assignments),
     redis.zrange(keys.slots, '0', '-1'),
     redis.smembers(keys.vms),
     redis.hgetall(keys.quarantine),
+    pendingVms(redis, keys),
   ]);
   // VMs a deploy driver manages (deploy/vms.ts records): a paused one's workers are frozen, not dead.
   const vmStates = new Map<string, VmState>();
@@ -92,6 +93,15 @@ export async function readInventory(redis: Redis, keys: RedisKeys, options: Read
     const host = hosts.get(fields.host);
     if (host === undefined) hosts.set(fields.host, { name: fields.host, hypervisor: fields.hypervisor, cpus: 0, memoryMb: 0 });
   });
+  // VMs asked for and not up yet count as running, with the worker they will have: the monitors
+  // placed on them are theirs, and the next ones fill them before another VM is asked for.
+  for (const vm of pending) {
+    if (vms.has(vm.name)) continue;
+    vms.set(vm.name, { name: vm.name, host: vm.host, vcpus: vm.vcpus, memoryMb: vm.memoryMb, state: 'running', alive: true });
+    if (!hosts.has(vm.host)) hosts.set(vm.host, { name: vm.host, hypervisor: 'other', cpus: 0, memoryMb: 0 });
+    workers.push({ id: vm.worker, vm: vm.name, alive: true });
+    costOf.set(vm.worker, null);
+  }
   // A host's CPUs: the sum of its VMs' vCPUs (a guest cannot see the host; a deploy driver that knows better registers the host).
   for (const vm of vms.values()) {
     const host = hosts.get(vm.host) as HostInfo;
@@ -118,4 +128,28 @@ export async function readInventory(redis: Redis, keys: RedisKeys, options: Read
     workers,
     instances,
   };
+}
+
+/** A VM placement asked for (`keys.scaleOutPending`). */
+export interface PendingVm {
+  name: string;
+  host: string;
+  vcpus: number;
+  memoryMb: number;
+  /** The worker (and slot) the monitors placed on it wait for. */
+  worker: string;
+  /** Redis-clock ms. */
+  requestedAt: number;
+  reason: string;
+}
+
+/** A driver whose heartbeat is older than this is not counted on for scale-out (ms). */
+export const DRIVER_LIVE_MS = 10_000;
+
+export async function liveDrivers(redis: Redis, keys: RedisKeys, now: number): Promise<string[]> {
+  return redis.zrangebyscore(keys.drivers, Math.round(now - DRIVER_LIVE_MS), '+inf');
+}
+
+export async function pendingVms(redis: Redis, keys: RedisKeys): Promise<PendingVm[]> {
+  return Object.values(await redis.hgetall(keys.scaleOutPending)).map((json) => JSON.parse(json) as PendingVm);
 }

@@ -15,7 +15,7 @@ import type { Redis } from 'ioredis';
 import type { RedisKeys } from '../queue/keys.js';
 import { withScripts } from '../queue/scripts.js';
 import { SchedulerError } from './errors.js';
-import { readInventory } from './inventory.js';
+import { liveDrivers, readInventory, type PendingVm } from './inventory.js';
 import { plan, type Decision } from './placement.js';
 import type { Policy } from './policy.js';
 
@@ -64,9 +64,25 @@ export class LivePlacer {
       const result = plan(inventory, this.#o.policy, [{ monitor: monitorId, ...(cost !== undefined ? { costMsPerPacket: cost } : {}) }]);
       const decision = result.decisions[0] as Decision;
       const stored: StoredDecision = { decision, at: Math.round(this.#o.now()) };
+      if (decision.how === 'scaled-out' && decision.worker !== null && decision.vm !== null && (await liveDrivers(this.#redis, keys, this.#o.now())).length > 0) {
+        // A deploy driver makes the VM (deploy/scale-out.ts); the monitor's packets wait in its worker's slot.
+        const host = result.scaleOut.find((vm) => vm.vm === decision.vm)?.host ?? null;
+        const { policy } = this.#o;
+        const pending: PendingVm = {
+          name: decision.vm, host: host ?? '', vcpus: policy.scaleOut.vcpus, memoryMb: policy.scaleOut.memoryMb, worker: decision.worker,
+          requestedAt: Math.round(this.#o.now()), reason: `${monitorId}: ${decision.reason}`,
+        };
+        await this.#redis.multi()
+          .hset(keys.scaleOutPending, pending.name, JSON.stringify(pending))
+          .hset(keys.assignments, monitorId, decision.worker)
+          .hincrby(keys.slotLoad, decision.worker, 1)
+          .set(keys.placement(monitorId), JSON.stringify(stored), 'EX', DECISION_TTL_SECONDS)
+          .exec();
+        return decision.worker;
+      }
       if (decision.how === 'scaled-out' || decision.worker === null) {
         const reason = decision.how === 'scaled-out'
-          ? `it needs a new VM (${decision.reason}), and scale-out needs a deploy driver, which this gateway has none of`
+          ? `it needs a new VM (${decision.reason}), and no deploy driver is running to make one (ecgfaas deploy serves scale-out requests)`
           : decision.reason;
         await this.#redis.set(keys.placement(monitorId), JSON.stringify({ ...stored, decision: { ...decision, vm: null, worker: null, how: 'refused', reason } }), 'EX', DECISION_TTL_SECONDS);
         throw new SchedulerError('PLACEMENT_REFUSED', `monitor ${monitorId} was not placed: ${reason}`);

@@ -10,6 +10,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { declareWorkerDead, LocalProcess } from '../deploy/local.js';
+import { ScaleOutService } from '../deploy/scale-out.js';
 import { LocalVmDriver } from '../deploy/vms.js';
 import { EmbeddedRedis } from '../queue/embedded-redis.js';
 import { RedisClock } from '../queue/clock.js';
@@ -61,7 +62,7 @@ export class EmbeddedStack {
     redisUrl: string | undefined; redisDir: string; runId: string | undefined; flushWindowMs: number | undefined;
   } & Pick<StackOptions, 'vms' | 'policy' | 'scheduler'>;
   /** The local VMs' driver and the scheduler loop, with their Redis connection. */
-  #vms: { redis: Redis; driver: LocalVmDriver | null; loop: SchedulerLoop | null; clock: RedisClock | null } | null = null;
+  #vms: { redis: Redis; driver: LocalVmDriver | null; loop: SchedulerLoop | null; clock: RedisClock | null; scaleOut: ScaleOutService | null } | null = null;
   readonly keys: RedisKeys;
   #redis: EmbeddedRedis | null = null;
   #s3: LocalProcess<{ endpoint: string; bucket: string }> | null = null;
@@ -136,7 +137,9 @@ export class EmbeddedStack {
     if (vms === undefined && scheduler === undefined) return;
     const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
     redis.on('error', () => {});
-    this.#vms = { redis, driver: null, loop: null, clock: null };
+    const clock = new RedisClock(redis, {});
+    await clock.start();
+    this.#vms = { redis, driver: null, loop: null, clock, scaleOut: null };
     if (vms !== undefined) {
       const driver = new LocalVmDriver({
         redis, keys: this.keys, env: this.#childEnv(), logsDir: path.join(this.#options.dir, 'logs'),
@@ -148,12 +151,12 @@ export class EmbeddedStack {
         await driver.create({ name, vcpus: vms.vcpus, memoryMb: vms.memoryMb ?? 1024, workers: vms.workersPerVm ?? 1 });
         await driver.start(name);
       }));
+      // The stack's driver makes the VMs placement asks for (policy onNoCapacity: scale-out).
+      this.#vms.scaleOut = new ScaleOutService({ redis, keys: this.keys, driver, logger: this.#options.logger, now: () => clock.now() });
+      await this.#vms.scaleOut.start();
     }
     if (scheduler !== undefined) {
       if (this.#options.policy === undefined) throw new Error('the scheduler loop needs a policy');
-      const clock = new RedisClock(redis, {});
-      await clock.start();
-      this.#vms.clock = clock;
       this.#vms.loop = new SchedulerLoop({
         redis, keys: this.keys, policy: await loadPolicy(this.#options.policy), now: () => clock.now(), logger: this.#options.logger,
         ...(scheduler.intervalMs !== undefined ? { intervalMs: scheduler.intervalMs } : {}),
@@ -275,6 +278,7 @@ export class EmbeddedStack {
   /** Stops the gateway (no new packets), then the workers (each finishes its job and flushes its latency records); the stores stay up. */
   async stopProcesses(): Promise<void> {
     await this.#vms?.loop?.close();
+    await this.#vms?.scaleOut?.close();
     await this.#gateway?.stop();
     await Promise.all([...this.workers.map((worker) => worker.stop()), this.#vms?.driver?.close()]);
     await this.#vms?.clock?.close();

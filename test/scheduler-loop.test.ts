@@ -82,3 +82,26 @@ describe('scheduler control loop (idleVm: pause)', () => {
     expect((await readSchedulerEvents(redis, keys)).map((event) => event.type)).toEqual(['vm-paused', 'vm-resumed']);
   });
 });
+
+describe('scheduler control loop (monitorIdleReleaseS)', () => {
+  it('releases a monitor that has sent nothing for monitorIdleReleaseS, through a handover on its slot', async () => {
+    const policy = resolvePolicy({ monitorIdleReleaseS: 1, idleVm: 'keep', interference: { enabled: false } });
+    const slot = await new LivePlacer({ redis, keys, policy, now: () => Date.now() }).place('quiet-1');
+    const loop = new SchedulerLoop({ redis, keys, policy, now: () => Date.now(), logger: silent });
+    // Placed ahead of time, no packet since: silent from its placement on. Not yet a second.
+    expect((await loop.tick()).filter((event) => event.monitor === 'quiet-1')).toEqual([]);
+    await sleep(1100);
+    const events = (await loop.tick()).filter((event) => event.monitor === 'quiet-1');
+    expect(events).toEqual([expect.objectContaining({ type: 'monitor-released', from: slot, to: null, reason: expect.stringContaining('monitorIdleReleaseS: 1') })]);
+    expect(await redis.hget(keys.assignments, 'quiet-1')).toBeNull();
+    // The slot's worker runs the handover job: the move record goes, and it says so.
+    let pending = 1;
+    for (let tries = 0; tries < 50 && pending === 1; tries++) {
+      await sleep(100);
+      pending = await redis.exists(keys.move('quiet-1'));
+    }
+    expect(pending).toBe(0);
+    const done = (await readSchedulerEvents(redis, keys)).filter((event) => event.type === 'handover-done' && event.monitor === 'quiet-1');
+    expect(done).toEqual([expect.objectContaining({ from: slot, to: null })]);
+  });
+});

@@ -477,6 +477,7 @@ export class WarmWorker {
         published.push([item.envelope.gatewayId, item.envelope.invocationId, item.envelope.monitorId, json]);
       }
       if (published.length > 0) ops.push('P', this.#keys.resultsChannel, packr.pack(published));
+      for (const monitorId of new Set(done.map((item) => item.envelope.monitorId))) ops.push('S', this.#keys.lastSeen, monitorId, Math.round(publishedAt));
       const ok = await redis.commit(this.#keys.slotLease(slot), this.id, ...ops);
       if (ok !== 1) {
         // Another worker owns the slot now: put the job back at the head of the queue for it.

@@ -1,10 +1,11 @@
 /** `ecgfaas deploy`, `ecgfaas vms`, `ecgfaas vm pause|resume|shutdown|destroy NAME`: VMs and their warm workers. */
 import { mkdir } from 'node:fs/promises';
 import { Command, Option } from 'commander';
-import { listVms, LocalVmDriver, vmControl, type VmRecord } from '../../deploy/index.js';
+import { listVms, LocalVmDriver, ScaleOutService, vmControl, type VmRecord } from '../../deploy/index.js';
 import { RedisKeys } from '../../queue/keys.js';
 import { CliError, integerOption, numberOption, printJson, redisUrlOf, withRedis } from '../common.js';
-import { untilSignal } from '../runtime.js';
+import { createLogger, untilSignal } from '../runtime.js';
+import { RedisClock } from '../../queue/clock.js';
 
 function formatVms(records: VmRecord[]): string {
   if (records.length === 0) return 'no VMs';
@@ -29,11 +30,12 @@ export function registerDeploy(program: Command): void {
     .option('--extra-compute-ms <ms>', 'CPU burnt per packet by the functions (the paper: ~305)', integerOption('--extra-compute-ms', 0), 0)
     .option('--logs <dir>', "directory for the workers' logs")
     .option('--no-confine', 'run the VMs without cgroups even where they are available')
+    .option('--no-scale-out', 'do not make the VMs placement asks for (policy onNoCapacity: scale-out)')
     .option('--redis <url>', 'Redis URL (default: REDIS_URL)')
     .option('--prefix <prefix>', 'Redis key prefix', 'ecgfaas')
     .action(async (flags: {
       vms: number; vcpus: number; memoryMb: number; workersPerVm: number; namePrefix: string; model: string; extraComputeMs: number;
-      logs?: string; confine: boolean; redis?: string; prefix: string;
+      logs?: string; confine: boolean; scaleOut: boolean; redis?: string; prefix: string;
     }) => {
       if (!/^[A-Za-z0-9_-]{1,40}$/.test(flags.namePrefix)) throw new CliError('CLI_BAD_NAME', `--name-prefix "${flags.namePrefix}" must be 1-40 of [A-Za-z0-9_-]`, 2);
       const url = redisUrlOf(flags.redis);
@@ -46,16 +48,26 @@ export function registerDeploy(program: Command): void {
           ...(flags.confine ? {} : { confine: false }),
         });
         const stopped = untilSignal();
+        const clock = new RedisClock(redis, {});
+        let scaleOut: ScaleOutService | null = null;
         try {
+          await clock.start();
           for (let index = 1; index <= flags.vms; index++) {
             const name = `${flags.namePrefix}-${index}`;
             await driver.create({ name, vcpus: flags.vcpus, memoryMb: flags.memoryMb, workers: flags.workersPerVm });
             await driver.start(name);
           }
-          printJson({ event: 'ready', vms: await driver.list() });
+          if (flags.scaleOut) {
+            // Placement (gateways, `monitors add`) may now ask this driver for VMs (policy onNoCapacity: scale-out).
+            scaleOut = new ScaleOutService({ redis, keys: new RedisKeys(flags.prefix), driver, logger: createLogger('deploy'), now: () => clock.now() });
+            await scaleOut.start();
+          }
+          printJson({ event: 'ready', vms: await driver.list(), scaleOut: flags.scaleOut });
           await stopped;
         } finally {
+          await scaleOut?.close();
           await driver.close();
+          await clock.close();
         }
       });
     });
