@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import type { LatencyRecord } from '../contracts/invocation.js';
 import { buildReport, writeReportFiles, formatReport, type LatencyReport } from '../report/index.js';
 import { runReplay, type ReplayProgress, type ReplaySummary } from '../replay/index.js';
-import { EpisodeStore, readRunRecords, writeRoundTrips, writeRunManifest } from '../storage/index.js';
+import { EpisodeStore, readRunRecords, writeRoundTrips, writeRunEvents, writeRunManifest, type StoredRunEvent } from '../storage/index.js';
 import { CpuMeter } from './proc-cpu.js';
 import { EmbeddedStack, type StackOptions } from './stack.js';
 
@@ -132,6 +132,7 @@ export async function runOnStack(options: RunOptions): Promise<RunOutcome> {
         if (entry.invocationId !== null) roundTrips.set(entry.invocationId, entry.roundTripMs);
       }
       await writeRoundTrips({ s3, bucket, runId, roundTrips });
+      if (events.length > 0) await writeRunEvents({ s3, bucket, runId, events: events as unknown as StoredRunEvent[] });
       const records = await readRunRecords({ s3, bucket, runId });
       const report = buildReport(records, { deadlineMs: options.deadlineMs, clientRoundTrips: roundTrips, runId, events });
       const reportText = formatReport(report);

@@ -17,6 +17,12 @@ import { runOnStack, type RunOutcome } from '../stack/run.js';
 import { excerptDir } from './support/data.js';
 import { ecgfaas } from './support/processes.js';
 
+/** The run, for the report test after it; its scratch directory goes when the file is done. */
+let storedRun: { runId: string; dir: string; moved: string[] } = { runId: '', dir: '', moved: [] };
+afterAll(async () => {
+  if (storedRun.dir !== '') await rm(storedRun.dir, { recursive: true, force: true });
+});
+
 describe('moving monitors during a replay', () => {
   let scratch: string;
   let outcome: RunOutcome;
@@ -77,8 +83,8 @@ describe('moving monitors during a replay', () => {
     });
   }, 180_000);
 
-  afterAll(async () => {
-    await rm(scratch, { recursive: true, force: true });
+  afterAll(() => {
+    storedRun = { runId: outcome.runId, dir: scratch, moved: moved.map((move) => move.monitor) };
   });
 
   it('moved monitors without losing or repeating a packet', () => {
@@ -111,6 +117,18 @@ describe('moving monitors during a replay', () => {
     expect(movedEvents.map((event) => event.monitor).sort()).toEqual(moved.map((move) => move.monitor).sort());
     expect(movedEvents.map((event) => event.reason)).toContain('test: back again');
     expect(done.map((event) => event.moveId).sort()).toEqual(movedEvents.map((event) => event.moveId).sort());
+  });
+});
+
+describe('moves in the stored report', () => {
+  it('are listed by ecgfaas report later, with each moved monitor\'s latency before and after', async () => {
+    // (Runs after the describe above, on the store its run left in its scratch directory.)
+    const run = await ecgfaas(['report', '--run', storedRun.runId, '--store', storedRun.dir, '--json']);
+    expect(run.code, run.stderr).toBe(0);
+    const report = JSON.parse(run.stdout) as { events: Array<{ type: string; monitor?: string }>; moves: Array<{ monitor: string; before: { n: number }; after: { n: number } }> };
+    expect(report.events.filter((event) => event.type === 'monitor-moved').map((event) => event.monitor).sort()).toEqual(storedRun.moved.sort());
+    expect(report.moves.map((move) => move.monitor).sort()).toEqual(storedRun.moved.sort());
+    for (const move of report.moves) expect(move.before.n + move.after.n).toBeGreaterThan(0);
   });
 });
 

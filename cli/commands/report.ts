@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { Redis } from 'ioredis';
 import { buildReport, formatReport } from '../../report/index.js';
 import {
-  createS3Client, EmbeddedS3, isValidRunId, listRuns, readRoundTrips, readRunManifest, readRunRecords, s3SettingsFromEnv,
+  createS3Client, EmbeddedS3, isValidRunId, listRuns, readRoundTrips, readRunEvents, readRunManifest, readRunRecords, s3SettingsFromEnv,
 } from '../../storage/index.js';
 import { CliError, parseInteger, printJson } from '../common.js';
 
@@ -49,17 +49,20 @@ export function registerReportCommand(program: Command): void {
 
       const loaded = await withRunStore(flags.store, async (store) => {
         if (store === null) return null;
-        const [manifest, clientRoundTrips, records] = await Promise.all([
+        const [manifest, clientRoundTrips, events, records] = await Promise.all([
           readRunManifest({ ...store, runId }),
           readRoundTrips({ ...store, runId }),
+          readRunEvents({ ...store, runId }),
           withRedis(redisUrl, (redis) => readRunRecords({ ...store, runId, prefix: flags.prefix, ...(redis === null ? {} : { redis }) })),
         ]);
-        return { manifest, clientRoundTrips, records };
+        return { manifest, clientRoundTrips, events, records };
       });
       if (loaded === null || (loaded.manifest === null && loaded.clientRoundTrips === null && loaded.records.length === 0)) {
         throw new CliError('CLI_RUN_NOT_FOUND', `run ${runId} not found (ecgfaas report --list shows the stored runs)`);
       }
-      const report = buildReport(loaded.records, { runId, deadlineMs, ...(loaded.clientRoundTrips === null ? {} : { clientRoundTrips: loaded.clientRoundTrips }) });
+      const report = buildReport(loaded.records, {
+        runId, deadlineMs, events: loaded.events, ...(loaded.clientRoundTrips === null ? {} : { clientRoundTrips: loaded.clientRoundTrips }),
+      });
       if (flags.json) printJson(report);
       else {
         const started = loaded.manifest === null ? '' : `started ${String(loaded.manifest.startedAt)}\n`;

@@ -94,6 +94,11 @@ export function roundTripsKey(runId: string): string {
   return `${runPrefix(runId)}roundtrips.ndjson`;
 }
 
+/** The scheduler's events during the run (moves, handovers, interference), a JSON array. */
+export function runEventsKey(runId: string): string {
+  return `${runPrefix(runId)}scheduler-events.json`;
+}
+
 export function segmentPrefix(runId: string): string {
   return `${runPrefix(runId)}latency/`;
 }

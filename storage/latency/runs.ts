@@ -3,7 +3,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { Redis } from 'ioredis';
 import type { LatencyRecord } from '../../contracts/invocation.js';
 import { StorageError } from '../errors.js';
-import { assertRunId, decodeLatencyEntry, latencyStreamKey, parseEntries, parseLatencyJson, roundTripsKey, runManifestKey, RUNS_PREFIX, segmentPrefix } from './codec.js';
+import { assertRunId, decodeLatencyEntry, latencyStreamKey, parseEntries, parseLatencyJson, roundTripsKey, runEventsKey, runManifestKey, RUNS_PREFIX, segmentPrefix } from './codec.js';
 import { getText, listKeys, mapLimit, putText } from './objects.js';
 
 export interface RunStore {
@@ -187,4 +187,34 @@ function checkRoundTrip(value: unknown, what: string): RoundTrip {
 
 function isMap(value: unknown): value is ReadonlyMap<string, number | null> {
   return value instanceof Map;
+}
+
+/** A scheduler event as stored with a run (scheduler/events.ts writes them; reports read them). */
+export interface StoredRunEvent {
+  at: number;
+  type: string;
+  reason: string;
+  [key: string]: unknown;
+}
+
+/** Stores the scheduler's events of a run beside its records, so `ecgfaas report` shows them later. */
+export async function writeRunEvents({ s3, bucket, runId, events }: RunStore & { runId: string; events: readonly StoredRunEvent[] }): Promise<void> {
+  await putText(s3, bucket, runEventsKey(runId), JSON.stringify(events), 'application/json');
+}
+
+/** The run's scheduler events, or [] when none were stored. */
+export async function readRunEvents({ s3, bucket, runId }: RunStore & { runId: string }): Promise<StoredRunEvent[]> {
+  const key = runEventsKey(runId);
+  const text = await getText(s3, bucket, key);
+  if (text === null) return [];
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new StorageError('RUN_EVENTS_INVALID', `${key} is not JSON`, { cause: error });
+  }
+  const valid = (event: unknown): event is StoredRunEvent => typeof event === 'object' && event !== null
+    && typeof (event as StoredRunEvent).at === 'number' && typeof (event as StoredRunEvent).type === 'string' && typeof (event as StoredRunEvent).reason === 'string';
+  if (!Array.isArray(value) || !value.every(valid)) throw new StorageError('RUN_EVENTS_INVALID', `${key} is not a list of events {at, type, reason}`);
+  return value;
 }
