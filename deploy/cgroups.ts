@@ -149,9 +149,14 @@ export class CpuGroup {
   /** Removes the group; its processes must have exited (a group with members cannot be removed). */
   async remove(): Promise<void> {
     for (const dir of new Set(Object.values(this.#dirs))) {
-      await rmdir(dir).catch((error: NodeJS.ErrnoException) => {
-        if (error.code !== 'ENOENT') throw new CgroupError('CGROUP_FAILED', `cannot remove ${dir}: ${error.message}`, { cause: error });
-      });
+      // A group whose last process has just exited can stay busy for a moment (the kernel takes it
+      // down asynchronously; a loaded machine, longer): try again for a few seconds.
+      for (let attempt = 0; ; attempt++) {
+        const error = await rmdir(dir).then(() => null, (failure: NodeJS.ErrnoException) => failure);
+        if (error === null || error.code === 'ENOENT') break;
+        if (error.code !== 'EBUSY' || attempt >= 50) throw new CgroupError('CGROUP_FAILED', `cannot remove ${dir}: ${error.message}`, { cause: error });
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
     }
   }
 }

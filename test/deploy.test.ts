@@ -144,7 +144,8 @@ describe('ecgfaas deploy --driver local, then vms and vm from other processes', 
     expect((await cli('vm', 'shutdown', 'vm-2')).stdout).toBe('vm-2: shut-off\n');
     for (let tries = 0; tries < 100 && alive(vm2pid); tries++) await sleep(100);
     expect(alive(vm2pid)).toBe(false);
-    expect((await cli('vm', 'destroy', 'vm-2')).stdout).toBe('vm-2: destroyed\n');
+    const destroyed = await cli('vm', 'destroy', 'vm-2');
+    expect(destroyed.stdout, destroyed.stderr).toBe('vm-2: destroyed\n');
     expect((await vms()).map((vm) => vm.name)).toEqual(['vm-1']);
   });
 

@@ -12,7 +12,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LatencyRecord } from '../contracts/invocation.js';
 import { RedisClock } from '../queue/clock.js';
-import { moveMonitors, readSchedulerEvents, type SchedulerEvent } from '../scheduler/index.js';
+import { moveMonitors, type SchedulerEvent } from '../scheduler/index.js';
 import { runOnStack, type RunOutcome } from '../stack/run.js';
 import { excerptDir } from './support/data.js';
 import { ecgfaas } from './support/processes.js';
@@ -26,7 +26,6 @@ afterAll(async () => {
 describe('moving monitors during a replay', () => {
   let scratch: string;
   let outcome: RunOutcome;
-  let events: SchedulerEvent[] = [];
   const moved: Array<{ monitor: string; from: string; to: string; at: number }> = [];
   let parkedBySecond = 0;
   let cliMove: { code: number; json: Record<string, unknown> | null } = { code: -1, json: null };
@@ -35,7 +34,7 @@ describe('moving monitors during a replay', () => {
     scratch = await mkdtemp(path.join(tmpdir(), 'ecgfaas-moves-'));
     outcome = await runOnStack({
       stack: { dir: scratch, workers: 2 },
-      logger: pino({ level: 'warn' }), monitors: 4, durationS: 12, dataDir: excerptDir(), seed: 7, deadlineMs: 1000,
+      logger: pino({ level: 'warn' }), monitors: 4, durationS: 20, dataDir: excerptDir(), seed: 7, deadlineMs: 1000,
       reportsDir: path.join(scratch, 'reports'), runPrefix: 'moves',
       during: async (stack) => {
         const redisUrl = stack.info?.redisUrl as string;
@@ -64,7 +63,7 @@ describe('moving monitors during a replay', () => {
           } finally {
             process.kill(firstPid, 'SIGCONT');
           }
-          await sleep(2500);
+          await sleep(1000);
           parkedBySecond = (JSON.parse(await redis.hget(stack.keys.worker(second), 'stats') ?? '{}') as { parked?: number }).parked ?? 0;
           // And one back, by the CLI, as an operator would.
           const back = moved[0];
@@ -73,8 +72,6 @@ describe('moving monitors during a replay', () => {
             cliMove = { code: run.code, json: run.code === 0 ? JSON.parse(run.stdout) as Record<string, unknown> : null };
             if (run.code === 0) moved.push({ monitor: back.monitor, from: back.to, to: back.from, at: clock.now() });
           }
-          await sleep(3000);
-          events = await readSchedulerEvents(redis, stack.keys);
         } finally {
           await clock.close();
           redis.disconnect();
@@ -112,6 +109,8 @@ describe('moving monitors during a replay', () => {
   });
 
   it('recorded every move and every handover as events', () => {
+    // The run's events, read after it drained (every handover done by then).
+    const events = outcome.report.events as SchedulerEvent[];
     const movedEvents = events.filter((event) => event.type === 'monitor-moved');
     const done = events.filter((event) => event.type === 'handover-done');
     expect(movedEvents.map((event) => event.monitor).sort()).toEqual(moved.map((move) => move.monitor).sort());

@@ -4,18 +4,15 @@
  * makes it; without a driver the monitor is refused with that reason; a VM the driver cannot make
  * leaves its slot to be adopted. Real local VMs (worker processes), a redis-server of the test's own.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { hostname, tmpdir } from 'node:os';
-import path from 'node:path';
+import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalVmDriver, ScaleOutService } from '../deploy/index.js';
-import { EmbeddedRedis } from '../queue/index.js';
+import { ScaleOutService, type LocalVmDriver } from '../deploy/index.js';
 import { RedisKeys } from '../queue/keys.js';
 import { LivePlacer, pendingVms, readSchedulerEvents, resolvePolicy } from '../scheduler/index.js';
-import { EmbeddedS3 } from '../storage/index.js';
+import { startLocalVms, type LocalVms } from './support/local-vms.js';
 
 const PREFIX = 'scaletest';
 const keys = new RedisKeys(PREFIX);
@@ -25,35 +22,19 @@ const policy = resolvePolicy({
   scaleOut: { vcpus: 0.5, memoryMb: 512, hypervisor: 'kvm' },
 });
 
-let dir: string;
-let redisServer: EmbeddedRedis;
-let s3Server: EmbeddedS3;
+let env: LocalVms;
 let redis: Redis;
 let driver: LocalVmDriver;
 let service: ScaleOutService | null = null;
 
 beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), 'ecgfaas-scale-'));
-  redisServer = new EmbeddedRedis({ directory: path.join(dir, 'redis') });
-  const redisUrl = await redisServer.start();
-  s3Server = new EmbeddedS3({ directory: path.join(dir, 's3') });
-  const s3 = await s3Server.start();
-  redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
-  driver = new LocalVmDriver({
-    redis, keys, workerArgs: ['--redis', redisUrl, '--prefix', PREFIX, '--model', 'paper'],
-    env: { ECGFAAS_LOG_LEVEL: 'warn', ECGFAAS_S3_ENDPOINT: s3.endpoint, ECGFAAS_S3_BUCKET: s3.bucket, AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey },
-  });
-  await driver.create({ name: 'vm-1', vcpus: 1, memoryMb: 512 });
-  await driver.start('vm-1');
+  env = await startLocalVms(PREFIX, [{ name: 'vm-1', vcpus: 1, memoryMb: 512 }]);
+  ({ redis, driver } = env);
 }, 120_000);
 
 afterAll(async () => {
   await service?.close();
-  await driver?.close();
-  redis?.disconnect();
-  await redisServer?.close();
-  await s3Server?.close();
-  await rm(dir, { recursive: true, force: true });
+  await env?.close();
 });
 
 describe('scale-out through the deploy driver', () => {

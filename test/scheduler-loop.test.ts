@@ -4,52 +4,30 @@
  * monitor is resumed; every action is an event with its reason. A redis-server of the test's own
  * and the embedded S3 store.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalVmDriver } from '../deploy/index.js';
-import { EmbeddedRedis } from '../queue/index.js';
+import type { LocalVmDriver } from '../deploy/index.js';
 import { RedisKeys } from '../queue/keys.js';
 import { LivePlacer, readSchedulerEvents, resolvePolicy, SchedulerLoop } from '../scheduler/index.js';
-import { EmbeddedS3 } from '../storage/index.js';
+import { startLocalVms, type LocalVms } from './support/local-vms.js';
 
 const PREFIX = 'looptest';
 const keys = new RedisKeys(PREFIX);
 const silent = pino({ level: 'silent' });
 
-let dir: string;
-let redisServer: EmbeddedRedis;
-let s3Server: EmbeddedS3;
+let env: LocalVms;
 let redis: Redis;
 let driver: LocalVmDriver;
 
 beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), 'ecgfaas-loop-'));
-  redisServer = new EmbeddedRedis({ directory: path.join(dir, 'redis') });
-  const redisUrl = await redisServer.start();
-  s3Server = new EmbeddedS3({ directory: path.join(dir, 's3') });
-  const s3 = await s3Server.start();
-  redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
-  driver = new LocalVmDriver({
-    redis, keys, workerArgs: ['--redis', redisUrl, '--prefix', PREFIX, '--model', 'paper'],
-    env: { ECGFAAS_LOG_LEVEL: 'warn', ECGFAAS_S3_ENDPOINT: s3.endpoint, ECGFAAS_S3_BUCKET: s3.bucket, AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey },
-  });
-  for (const name of ['vm-1', 'vm-2']) {
-    await driver.create({ name, vcpus: 1, memoryMb: 512 });
-    await driver.start(name);
-  }
+  env = await startLocalVms(PREFIX, [{ name: 'vm-1', vcpus: 1, memoryMb: 512 }, { name: 'vm-2', vcpus: 1, memoryMb: 512 }]);
+  ({ redis, driver } = env);
 }, 120_000);
 
 afterAll(async () => {
-  await driver?.close();
-  redis?.disconnect();
-  await redisServer?.close();
-  await s3Server?.close();
-  await rm(dir, { recursive: true, force: true });
+  await env?.close();
 });
 
 describe('scheduler control loop (idleVm: pause)', () => {
@@ -74,7 +52,7 @@ describe('scheduler control loop (idleVm: pause)', () => {
     const events = await loop().tick();
     expect(events).toEqual([{ at: expect.any(Number), type: 'vm-resumed', vm: paused, reason: '1 monitor(s) placed on it while it was paused' }]);
     let beat = frozenAt;
-    for (let tries = 0; tries < 30 && beat <= frozenAt; tries++) {
+    for (let tries = 0; tries < 75 && beat <= frozenAt; tries++) {
       await sleep(200);
       beat = Number(await redis.zscore(keys.workers, worker));
     }

@@ -270,6 +270,14 @@ export class WarmWorker {
     consumer.connection.disconnect();
   }
 
+  /** Slots being let go in the background; close() waits for them. */
+  readonly #stopping = new Set<Promise<void>>();
+
+  #track(stopping: Promise<void>): void {
+    const tracked = stopping.catch((error: Error) => this.#options.logger.warn({ err: error.message }, 'stopping a slot failed')).finally(() => this.#stopping.delete(tracked));
+    this.#stopping.add(tracked);
+  }
+
   async #beat(): Promise<void> {
     const redis = this.#redis;
     if (redis === null || this.#closing !== null) return;
@@ -279,7 +287,9 @@ export class WarmWorker {
       const held = await redis.lease(keys.slotLease(slot), keys.slots, this.id, this.#options.leaseMs, slot, 'own');
       if (held !== 1) {
         this.#options.logger.warn({ slot }, 'lost the lease of a slot; another worker took it over');
-        await this.#stopConsuming(slot);
+        // Not awaited: draining its outbox may take a while, and this heartbeat must go out now
+        // (its commits are fenced off already). close() waits for it.
+        this.#track(this.#stopConsuming(slot));
       }
     }
     const nowMs = this.#clock?.now() ?? Date.now();
@@ -484,7 +494,7 @@ export class WarmWorker {
         this.stats.fencedOff += 1;
         states.drop((warm) => warm.slot === slot);
         await job.moveToWait(token);
-        void this.#stopConsuming(slot);
+        this.#track(this.#stopConsuming(slot));
         throw new WaitingError();
       }
       for (const orphan of orphans) this.#handledOrphans.add(`${slot}/${orphan.id}`);
@@ -649,6 +659,7 @@ export class WarmWorker {
     this.#closing ??= (async () => {
       if (this.#heartbeat !== null) clearInterval(this.#heartbeat);
       await this.#beating;
+      await Promise.all([...this.#stopping]);
       const slots = [...this.#consumers.keys()];
       await Promise.all(slots.map(async (slot) => {
         const consumer = this.#consumers.get(slot);
