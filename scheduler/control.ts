@@ -71,7 +71,7 @@ export class SchedulerLoop {
   #ticking: Promise<unknown> | null = null;
 
   constructor(options: SchedulerLoopOptions) {
-    this.#o = { intervalMs: 5000, deadAfterMs: 15_000, ...options };
+    this.#o = { intervalMs: 5000, deadAfterMs: options.policy.workerDeadAfterS * 1000, ...options };
     this.#detector = new InterferenceDetector(options.policy.interference);
   }
 

@@ -36,7 +36,7 @@ export interface LivePlacerOptions {
   policy: Policy;
   /** Redis-clock now (ms). */
   now: () => number;
-  /** A worker silent this long is dead (ms; default 15 s). */
+  /** A worker silent this long is dead (ms; default: the policy's workerDeadAfterS). */
   deadAfterMs?: number;
 }
 
@@ -45,7 +45,7 @@ export class LivePlacer {
   readonly #redis: ReturnType<typeof withScripts>;
 
   constructor(options: LivePlacerOptions) {
-    this.#o = { deadAfterMs: 15_000, ...options };
+    this.#o = { deadAfterMs: options.policy.workerDeadAfterS * 1000, ...options };
     this.#redis = withScripts(options.redis);
   }
 

@@ -29,6 +29,8 @@ export const PolicySchema = Type.Object({
   idleVmAfterS: Type.Integer({ minimum: 0 }),
   /** A monitor silent for this long releases its slot (s). */
   monitorIdleReleaseS: Type.Integer({ minimum: 1 }),
+  /** A worker whose heartbeat is older than this is dead to placement and the control loop (s; heartbeats come every 2 s). */
+  workerDeadAfterS: Type.Integer({ minimum: 3, maximum: 3600 }),
   /** spread: the least-loaded eligible VM; pack: the most-loaded one that still fits. */
   strategy: Type.Union([Type.Literal('spread'), Type.Literal('pack')]),
   /** Fraction of each VM's vCPUs kept free (0..0.9). */
@@ -96,6 +98,7 @@ const DEFAULTS: Omit<Policy, 'preset'> = {
   idleVm: 'keep',
   idleVmAfterS: 300,
   monitorIdleReleaseS: 60,
+  workerDeadAfterS: 15,
   strategy: 'spread',
   cpuHeadroom: 0.2,
   defaultCostMsPerPacket: 5,
