@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs what the demo and the tests need on a fresh Debian/Ubuntu machine with Node 20:
-# the npm packages (when missing or when the lock file changed) and Debian's redis-server.
+# Installs what the demo needs on a fresh Debian/Ubuntu machine with Node 20: the npm packages (when
+# missing or when the lock file changed) and Debian's redis-server. With --tests, also what the
+# tests need: libvirt's client tools (virsh, with libvirt's test driver, and virt-xml-validate, with
+# libvirt's schemas) and xmllint, which virt-xml-validate runs but does not pull in.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,8 +10,14 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --no-audit --no-fund
 fi
 
-if ! command -v redis-server >/dev/null 2>&1; then
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+if [ "${1:-}" = "--tests" ]; then
+  { command -v virsh >/dev/null 2>&1 && command -v virt-xml-validate >/dev/null 2>&1; } || missing+=(libvirt-clients)
+  command -v xmllint >/dev/null 2>&1 || missing+=(libxml2-utils)
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi

@@ -1,7 +1,9 @@
 /** `ecgfaas deploy`, `ecgfaas vms`, `ecgfaas vm pause|resume|shutdown|destroy NAME`: VMs and their warm workers. */
 import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
 import { Command, Option } from 'commander';
 import { listVms, LocalVmDriver, ScaleOutService, vmControl, type VmRecord } from '../../deploy/index.js';
+import { domainXml, GUEST_HYPERVISORS, guestSpecs, type GuestHypervisor } from '../../deploy/libvirt/index.js';
 import { RedisKeys } from '../../queue/keys.js';
 import { CliError, integerOption, numberOption, printJson, redisUrlOf, withRedis } from '../common.js';
 import { createLogger, untilSignal } from '../runtime.js';
@@ -20,7 +22,15 @@ export function registerDeploy(program: Command): void {
   program
     .command('deploy')
     .description('Start VMs of warm workers with a deploy driver and keep them until Ctrl-C (local: cgroup-confined process groups on this host)')
-    .addOption(new Option('--driver <driver>', 'deploy driver').choices(['local']).default('local'))
+    .addOption(new Option('--driver <driver>', 'deploy driver').choices(['local', 'libvirt']).default('local'))
+    .addOption(new Option('--hypervisor <kind>', 'libvirt: the guests\' hypervisor').choices([...GUEST_HYPERVISORS]).default('qemu'))
+    .option('--connect <uri>', 'libvirt: connection URI (qemu:///system, qemu+ssh://host/system, xen:///system, test:///default)', 'qemu:///system')
+    .option('--print-xml', 'libvirt: print the domain XML of each VM (documents separated by a line ---) and create nothing')
+    .option('--kernel <path>', 'libvirt: kernel the guests boot', '/boot/vmlinuz')
+    .option('--initrd <path>', 'libvirt: initramfs that starts the worker', '.ecgfaas/guest/initrd.img')
+    .option('--cmdline <text>', 'libvirt: appended to the guests\' kernel command line')
+    .option('--disk <image>', 'libvirt: boot this disk image instead of a kernel')
+    .option('--pin-cpus <list>', 'libvirt: pin vCPUs to these host CPUs, e.g. 1,2,3')
     .requiredOption('--vms <n>', 'VMs to start', integerOption('--vms', 1, 64))
     .option('--vcpus <n>', 'vCPUs of each VM (local: its cgroup CPU quota, fractions allowed)', numberOption('--vcpus', 0.01, 256), 1)
     .option('--memory-mb <n>', 'memory of each VM', integerOption('--memory-mb', 64), 1024)
@@ -36,8 +46,26 @@ export function registerDeploy(program: Command): void {
     .action(async (flags: {
       vms: number; vcpus: number; memoryMb: number; workersPerVm: number; namePrefix: string; model: string; extraComputeMs: number;
       logs?: string; confine: boolean; scaleOut: boolean; redis?: string; prefix: string;
+      driver: 'local' | 'libvirt'; hypervisor: GuestHypervisor; connect: string; printXml?: boolean; kernel: string; initrd: string; cmdline?: string; disk?: string; pinCpus?: string;
     }) => {
       if (!/^[A-Za-z0-9_-]{1,40}$/.test(flags.namePrefix)) throw new CliError('CLI_BAD_NAME', `--name-prefix "${flags.namePrefix}" must be 1-40 of [A-Za-z0-9_-]`, 2);
+      if (flags.driver === 'libvirt') {
+        if (!Number.isInteger(flags.vcpus)) throw new CliError('CLI_BAD_NUMBER', `--vcpus ${flags.vcpus}: a libvirt guest has whole vCPUs`, 2);
+        const pinCpus = flags.pinCpus?.split(',').map((cpu) => Number(cpu.trim()));
+        if (pinCpus?.some((cpu) => !Number.isInteger(cpu) || cpu < 0)) throw new CliError('CLI_BAD_NUMBER', `--pin-cpus "${flags.pinCpus}" must list host CPU numbers, e.g. 1,2,3`, 2);
+        const specs = guestSpecs({
+          hypervisor: flags.hypervisor, vms: flags.vms, namePrefix: flags.namePrefix, vcpus: flags.vcpus, memoryMb: flags.memoryMb,
+          kernel: flags.kernel, initrd: path.resolve(flags.initrd), runAsRoot: process.getuid?.() === 0,
+          ...(flags.cmdline !== undefined ? { cmdline: flags.cmdline } : {}), ...(flags.disk !== undefined ? { disk: path.resolve(flags.disk) } : {}),
+          ...(pinCpus !== undefined ? { pinCpus } : {}),
+        });
+        const documents = specs.map((spec) => domainXml(spec).trimEnd());
+        if (flags.printXml) {
+          process.stdout.write(`${documents.join('\n---\n')}\n`);
+          return;
+        }
+        throw new CliError('DEPLOY_NOT_READY', 'deploying libvirt guests is not built yet (issue 5, in progress): --print-xml shows the domain XML it will define', 1);
+      }
       const url = redisUrlOf(flags.redis);
       if (flags.logs !== undefined) await mkdir(flags.logs, { recursive: true });
       await withRedis(url, async (redis) => {

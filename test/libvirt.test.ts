@@ -1,0 +1,142 @@
+/**
+ * The libvirt driver's parts against Debian's libvirt: the domain XML of each kind of guest passes
+ * libvirt's own schema (virt-xml-validate), runs a whole lifecycle on libvirt's test driver, and
+ * virsh's errors become ours. (A real QEMU guest booted through libvirt is the next step of issue 5.)
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { XMLParser } from 'fast-xml-parser';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { domainXml, GUEST_HYPERVISORS, guestSpecs, Virsh, type GuestHypervisor, type GuestSpec } from '../deploy/libvirt/index.js';
+import { ecgfaas } from './support/processes.js';
+
+const run = promisify(execFile);
+let dir: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'ecgfaas-libvirt-'));
+});
+
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** virt-xml-validate's verdict on a document ("<file> validates", or its errors). */
+async function validate(xml: string, name: string): Promise<string> {
+  const file = path.join(dir, `${name}.xml`);
+  await writeFile(file, xml);
+  try {
+    const { stdout, stderr } = await run('virt-xml-validate', [file, 'domain']);
+    return `${stdout}${stderr}`.trim();
+  } catch (error) {
+    const failure = error as { stdout?: string; stderr?: string };
+    return `${failure.stdout ?? ''}${failure.stderr ?? ''}`.trim();
+  }
+}
+
+function kernelGuest(hypervisor: GuestHypervisor): GuestSpec {
+  const shares = hypervisor === 'kvm' || hypervisor === 'qemu' ? [{ source: '/', tag: 'hostroot', readonly: true }] : [];
+  return {
+    name: `k-${hypervisor}`, hypervisor, vcpus: 2, cpuset: [0, 1], memoryMb: 512, runAsRoot: true, shares,
+    boot: { kernel: '/boot/vmlinuz', initrd: '/tmp/initrd & more.img', cmdline: 'console=ttyS0 ecgfaas.worker=k-w1' },
+    disks: [{ file: '/tmp/seed.img', readonly: true }],
+  };
+}
+
+function diskGuest(hypervisor: GuestHypervisor): GuestSpec {
+  return { name: `d-${hypervisor}`, hypervisor, vcpus: 1, memoryMb: 256, boot: { disk: '/var/lib/ecgfaas/guest.qcow2', format: 'qcow2' }, network: { kind: 'network', name: 'default' } };
+}
+
+const parser = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '@_' });
+
+describe.each([...GUEST_HYPERVISORS])('domain XML for %s', (hypervisor) => {
+  it('passes libvirt\'s schema, booting a kernel or a disk', async () => {
+    expect(await validate(domainXml(kernelGuest(hypervisor)), `k-${hypervisor}`)).toMatch(/validates$/);
+    expect(await validate(domainXml(diskGuest(hypervisor)), `d-${hypervisor}`)).toMatch(/validates$/);
+  });
+
+  it('says what differs between hypervisors, and escapes values', () => {
+    const xml = domainXml(kernelGuest(hypervisor));
+    const domain = (parser.parse(xml) as { domain: Record<string, any> }).domain;
+    expect(domain['@_type']).toBe({ kvm: 'kvm', qemu: 'qemu', 'xen-hvm': 'xen', 'xen-pv': 'xen' }[hypervisor]);
+    expect(domain.os.type['#text']).toBe(hypervisor === 'xen-pv' ? 'linux' : 'hvm');
+    expect(domain.os.loader).toBe(hypervisor === 'xen-hvm' ? '/usr/lib/xen/boot/hvmloader' : undefined);
+    expect(domain.features === undefined || domain.features === '' ? [] : Object.keys(domain.features)).toEqual(hypervisor === 'xen-pv' ? [] : expect.arrayContaining(['acpi', 'apic']));
+    expect(domain.devices.console.target['@_type']).toBe(hypervisor === 'xen-pv' ? 'xen' : 'serial');
+    expect(domain.cputune.vcpupin.map((pin: Record<string, unknown>) => [pin['@_vcpu'], pin['@_cpuset']])).toEqual([['0', '0'], ['1', '1']]);
+    if (hypervisor === 'kvm' || hypervisor === 'qemu') {
+      expect(domain.devices.filesystem).toMatchObject({ '@_multidevs': 'remap', source: { '@_dir': '/' }, target: { '@_dir': 'hostroot' } });
+    }
+    expect(xml).toContain('/tmp/initrd &amp; more.img');
+  });
+
+  it('runs a whole lifecycle on libvirt\'s test driver: define, start, suspend, resume, shutdown, start, destroy, undefine', async () => {
+    const spec = { ...kernelGuest(hypervisor), shares: [], runAsRoot: false, name: `life-${hypervisor}` };
+    const file = path.join(dir, `life-${hypervisor}.xml`);
+    await writeFile(file, domainXml(spec));
+    const name = spec.name;
+    // The test driver's state lives in one virsh process: the whole lifecycle is one script.
+    const result = await new Virsh('test:///default').script([
+      `define ${file}`, `start ${name}`, `domstate ${name}`, `suspend ${name}`, `domstate ${name}`, `resume ${name}`, `domstate ${name}`,
+      `shutdown ${name}`, `domstate ${name}`, `start ${name}`, `destroy ${name}`, `domstate ${name}`, `undefine ${name}`, 'list --all --name',
+    ]);
+    expect(result.stderr).toBe('');
+    const lines = result.stdout.split('\n').map((line) => line.trim()).filter((line) => line !== '');
+    expect(lines).toEqual([
+      `Domain '${name}' defined from ${file}`, `Domain '${name}' started`, 'running', `Domain '${name}' suspended`, 'paused',
+      `Domain '${name}' resumed`, 'running', `Domain '${name}' is being shutdown`, 'shut off', `Domain '${name}' started`,
+      `Domain '${name}' destroyed`, 'shut off', `Domain '${name}' has been undefined`, 'test',
+    ]);
+  });
+});
+
+describe('guest specs and errors', () => {
+  it('refuses a spec libvirt cannot have, with every problem named', () => {
+    expect(() => domainXml({ ...diskGuest('xen-pv'), vcpus: 0.5, shares: [{ source: '/', tag: 'root' }] })).toThrow(
+      /GUEST_SPEC_INVALID|vcpus 0.5 must be a whole number.*xen-pv guests cannot have 9p shares/,
+    );
+    expect(() => domainXml({ ...diskGuest('kvm'), name: 'bad name' })).toThrow(/name "bad name"/);
+  });
+
+  it('turns virsh\'s errors into ours', async () => {
+    await expect(new Virsh('test:///default').call(['start', 'no-such-guest'])).rejects.toMatchObject({ code: 'VM_NOT_FOUND', message: expect.stringContaining('no-such-guest') });
+    await expect(new Virsh('test:///default').call(['resume', 'test'])).rejects.toMatchObject({ code: 'VM_BAD_STATE' });
+    await expect(new Virsh(`qemu+unix:///system?socket=${path.join(dir, 'no-socket')}`).call(['list'])).rejects.toMatchObject({ code: 'LIBVIRT_UNREACHABLE' });
+  });
+
+  it('gives each VM its name, worker id and share, and pins vCPUs round robin', () => {
+    const specs = guestSpecs({ hypervisor: 'qemu', vms: 2, namePrefix: 'g', vcpus: 1, memoryMb: 512, kernel: '/k', initrd: '/i', pinCpus: [1] });
+    expect(specs.map((spec) => [spec.name, spec.cpuset, 'kernel' in spec.boot ? spec.boot.cmdline : null])).toEqual([
+      ['g-1', [1], 'console=ttyS0 quiet ecgfaas.vm=g-1 ecgfaas.worker=g-1-w1 ecgfaas.root=9p:hostroot'],
+      ['g-2', [1], 'console=ttyS0 quiet ecgfaas.vm=g-2 ecgfaas.worker=g-2-w1 ecgfaas.root=9p:hostroot'],
+    ]);
+    expect(guestSpecs({ hypervisor: 'xen-pv', vms: 1, namePrefix: 'x', vcpus: 1, memoryMb: 512, kernel: '/k', initrd: '/i' })[0]).toMatchObject({
+      network: { kind: 'bridge', name: 'xenbr0' }, boot: { cmdline: expect.stringContaining('console=hvc0') },
+    });
+  });
+});
+
+describe('ecgfaas deploy --driver libvirt', () => {
+  it('--print-xml prints one valid document per VM, separated by ---, and creates nothing', async () => {
+    const result = await ecgfaas(['deploy', '--driver', 'libvirt', '--hypervisor', 'kvm', '--vms', '2', '--vcpus', '2', '--pin-cpus', '0,1', '--print-xml']);
+    expect(result.code, result.stderr).toBe(0);
+    const documents = result.stdout.trimEnd().split('\n---\n');
+    expect(documents).toHaveLength(2);
+    for (const [index, xml] of documents.entries()) {
+      expect(xml).toContain(`<name>vm-${index + 1}</name>`);
+      expect(await validate(xml, `cli-${index}`)).toMatch(/validates$/);
+    }
+  });
+
+  it('refuses fractional vCPUs for a guest, and says that deploying guests is not built yet', async () => {
+    const fractional = await ecgfaas(['deploy', '--driver', 'libvirt', '--vms', '1', '--vcpus', '0.5', '--print-xml']);
+    expect(fractional.code).toBe(2);
+    expect(fractional.stderr).toContain('whole vCPUs');
+    const deploy = await ecgfaas(['deploy', '--driver', 'libvirt', '--vms', '1']);
+    expect(deploy.code).toBe(1);
+    expect(deploy.stderr).toContain('[DEPLOY_NOT_READY]');
+  });
+});
