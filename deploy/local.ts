@@ -134,3 +134,8 @@ export class LocalProcess<Ready extends Record<string, unknown> = Record<string,
 export function declareWorkerDead(redis: Redis, keys: RedisKeys, workerId: string): Promise<number> {
   return withScripts(redis).declareDead(keys.slots, keys.workers, workerId, keys.leasePrefix);
 }
+
+/** Asks a worker to stop gracefully through Redis (it reads the request with its next heartbeat, every 2 s). */
+export async function requestWorkerStop(redis: Redis, keys: RedisKeys, workerId: string): Promise<void> {
+  await redis.hset(keys.worker(workerId), 'stop', '1');
+}

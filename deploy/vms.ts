@@ -19,7 +19,8 @@ import { EcgFaasError } from '../contracts/errors.js';
 import type { RedisKeys } from '../queue/keys.js';
 import type { VmState } from '../scheduler/index.js';
 import { CpuGroup, detectCgroups, type CgroupVersion } from './cgroups.js';
-import { declareWorkerDead, LocalProcess } from './local.js';
+import { declareWorkerDead, LocalProcess, requestWorkerStop } from './local.js';
+import { Virsh } from './libvirt/virsh.js';
 
 export interface VmSpec {
   name: string;
@@ -39,6 +40,9 @@ export interface VmRecord {
   workers: Array<{ workerId: string; pid: number | null }>;
   /** The cgroup confining it (local driver), or null when it runs unconfined. */
   cgroup: CgroupVersion | null;
+  /** libvirt driver: the connection URI the domain lives behind, and the guest's hypervisor. */
+  connect?: string;
+  hypervisor?: string;
   /** ms since the epoch. */
   updatedAt: number;
 }
@@ -73,7 +77,7 @@ export async function readVm(redis: Redis, keys: RedisKeys, name: string): Promi
   return raw === null ? null : JSON.parse(raw) as VmRecord;
 }
 
-async function writeVm(redis: Redis, keys: RedisKeys, record: VmRecord): Promise<VmRecord> {
+export async function writeVm(redis: Redis, keys: RedisKeys, record: VmRecord): Promise<VmRecord> {
   const stamped = { ...record, updatedAt: Date.now() };
   await redis.multi().set(keys.vm(record.name), JSON.stringify(stamped)).sadd(keys.vms, record.name).exec();
   return stamped;
@@ -108,9 +112,10 @@ export function vmControl(redis: Redis, keys: RedisKeys) {
     return record;
   };
   const pids = (record: VmRecord) => record.workers.map((worker) => worker.pid);
-  /** Stops (or lets go on) every process of the VM: its cgroup's freezer, or SIGSTOP/SIGCONT without one. */
+  /** Stops (or lets go on) every process of the VM: libvirt's suspend, its cgroup's freezer, or SIGSTOP/SIGCONT. */
   const setFrozen = async (record: VmRecord, frozen: boolean): Promise<void> => {
-    if (record.cgroup === null) signal(pids(record), frozen ? 'SIGSTOP' : 'SIGCONT');
+    if (record.driver === 'libvirt') await new Virsh(record.connect ?? '').call([frozen ? 'suspend' : 'resume', record.name]);
+    else if (record.cgroup === null) signal(pids(record), frozen ? 'SIGSTOP' : 'SIGCONT');
     else if (frozen) await CpuGroup.open(record.name).freeze();
     else await CpuGroup.open(record.name).thaw();
   };
@@ -133,12 +138,21 @@ export function vmControl(redis: Redis, keys: RedisKeys) {
       const record = await need(name);
       if (record.state === 'shut-off') return record;
       if (record.state === 'paused') await setFrozen(record, false);
+      if (record.driver === 'libvirt') {
+        await shutdownGuest(redis, keys, record);
+        return writeVm(redis, keys, { ...record, state: 'shut-off' });
+      }
       signal(pids(record), 'SIGTERM');
       return writeVm(redis, keys, { ...record, state: 'shut-off', workers: record.workers.map((worker) => ({ ...worker, pid: null })) });
     },
     /** Its workers are killed (as a crash), its cgroup and record removed. */
     async destroy(name: string): Promise<void> {
       const record = await need(name);
+      if (record.driver === 'libvirt') {
+        await destroyGuest(record);
+        await redis.multi().del(keys.vm(name)).srem(keys.vms, name).exec();
+        return;
+      }
       if (record.cgroup !== null) await CpuGroup.open(name).thaw().catch(() => undefined);
       signal(pids(record), 'SIGKILL');
       if (record.cgroup !== null) {
@@ -150,6 +164,36 @@ export function vmControl(redis: Redis, keys: RedisKeys) {
       await redis.multi().del(keys.vm(name)).srem(keys.vms, name).exec();
     },
   };
+}
+
+/**
+ * A guest's workers cannot be signalled from the host: each is asked through Redis to stop (it
+ * finishes its job and flushes its records), its init then powers the guest off. A guest still up
+ * after `timeoutMs` is destroyed.
+ */
+async function shutdownGuest(redis: Redis, keys: RedisKeys, record: VmRecord, timeoutMs = 30_000): Promise<void> {
+  const virsh = new Virsh(record.connect ?? '');
+  for (const worker of record.workers) await requestWorkerStop(redis, keys, worker.workerId);
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const state = (await virsh.list()).get(record.name);
+    if (state === undefined || state === 'shut off') return;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  await virsh.call(['destroy', record.name]).catch((error: { code?: string }) => {
+    if (error.code !== 'VM_BAD_STATE') throw error;
+  });
+}
+
+/** Powers the guest off at once (as a crash) and removes its definition. */
+async function destroyGuest(record: VmRecord): Promise<void> {
+  const virsh = new Virsh(record.connect ?? '');
+  await virsh.call(['destroy', record.name]).catch((error: { code?: string }) => {
+    if (error.code !== 'VM_BAD_STATE' && error.code !== 'VM_NOT_FOUND') throw error;
+  });
+  await virsh.call(['undefine', record.name]).catch((error: { code?: string }) => {
+    if (error.code !== 'VM_NOT_FOUND') throw error;
+  });
 }
 
 export interface LocalVmDriverOptions {

@@ -35,6 +35,10 @@ export interface RunOptions {
   onStarted?: (info: { runId: string; gatewayUrl: string }) => void;
   /** Runs alongside the measured replay (e.g. a benchmark's fault: kill a worker); awaited before draining. */
   during?: (stack: EmbeddedStack) => Promise<void>;
+  /** Runs once the stack is up, before any replay (e.g. workers in guests deployed on it). */
+  beforeReplay?: (stack: EmbeddedStack) => Promise<void>;
+  /** Runs after draining, before the stack's processes stop and the records are read (e.g. stop the guests' workers, which flushes their records). */
+  beforeStop?: (stack: EmbeddedStack) => Promise<void>;
   signal?: AbortSignal;
 }
 
@@ -71,6 +75,7 @@ export async function runOnStack(options: RunOptions): Promise<RunOutcome> {
   });
   try {
     const info = await stack.start();
+    await options.beforeReplay?.(stack);
     const s3 = stack.s3Client();
     const bucket = info.s3.bucket;
     try {
@@ -121,6 +126,7 @@ export async function runOnStack(options: RunOptions): Promise<RunOutcome> {
       options.logger.info({ drained }, 'drained');
       const failedJobs = await stack.failedJobs();
       const events = await stack.schedulerEvents(replayStartedAt - 1000);
+      await options.beforeStop?.(stack);
       const workers = stack.workers.map((worker) => worker.ready).filter((ready) => ready !== null) as Array<{ workerId: string; hypervisor: string }>;
       await stack.stopProcesses();
       options.logger.info('processes stopped');

@@ -110,8 +110,8 @@ describe('guest specs and errors', () => {
   it('gives each VM its name, worker id and share, and pins vCPUs round robin', () => {
     const specs = guestSpecs({ hypervisor: 'qemu', vms: 2, namePrefix: 'g', vcpus: 1, memoryMb: 512, kernel: '/k', initrd: '/i', pinCpus: [1] });
     expect(specs.map((spec) => [spec.name, spec.cpuset, 'kernel' in spec.boot ? spec.boot.cmdline : null])).toEqual([
-      ['g-1', [1], 'console=ttyS0 quiet ecgfaas.vm=g-1 ecgfaas.worker=g-1-w1 ecgfaas.root=9p:hostroot'],
-      ['g-2', [1], 'console=ttyS0 quiet ecgfaas.vm=g-2 ecgfaas.worker=g-2-w1 ecgfaas.root=9p:hostroot'],
+      ['g-1', [1], 'console=ttyS0 quiet panic=-1 ecgfaas.vm=g-1 ecgfaas.worker=g-1-w1 ecgfaas.root=9p:hostroot'],
+      ['g-2', [1], 'console=ttyS0 quiet panic=-1 ecgfaas.vm=g-2 ecgfaas.worker=g-2-w1 ecgfaas.root=9p:hostroot'],
     ]);
     expect(guestSpecs({ hypervisor: 'xen-pv', vms: 1, namePrefix: 'x', vcpus: 1, memoryMb: 512, kernel: '/k', initrd: '/i' })[0]).toMatchObject({
       network: { kind: 'bridge', name: 'xenbr0' }, boot: { cmdline: expect.stringContaining('console=hvc0') },

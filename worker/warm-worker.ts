@@ -70,6 +70,11 @@ export interface WarmWorkerOptions {
   outboxDrainMs?: number;
   /** A packet served later than this missed its deadline, in the health the scheduler reads (default 1000 ms). */
   deadlineMs?: number;
+  /**
+   * Called once when a deploy driver asks this worker to stop (`requestWorkerStop`: a field in its
+   * Redis record, read with each heartbeat), for drivers that cannot signal it (it runs in a guest).
+   */
+  onStopRequested?: () => void;
 }
 
 /** Packet errors the function raises before touching its state: the packet is answered, not retried. */
@@ -121,6 +126,7 @@ export class WarmWorker {
   #costWindow = { packets: 0, cpu: process.cpuUsage() };
   #costMsPerPacket: number | null = null;
   #health: HealthCounters | null = null;
+  #stopRequested = false;
   readonly #work = new CpuWork();
   readonly #keys: RedisKeys;
   #redis: ScriptedRedis | null = null;
@@ -154,7 +160,7 @@ export class WarmWorker {
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(this.id)) throw new RangeError(`worker id "${this.id}" must be 1-64 of [A-Za-z0-9_-]`);
     this.#options = {
       keyPrefix: 'ecgfaas', driver: 'local', extraComputeMs: 0, checkpointEvery: 30, resultTtlSeconds: 300,
-      stateTtlSeconds: 24 * 3600, heartbeatMs: 2000, leaseMs: 10_000, adoptOrphans: true, maxOutbox: 20_000, outboxDrainMs: 30_000, deadlineMs: 1000, ...options, host: options.host ?? null, vm: options.vm ?? null,
+      stateTtlSeconds: 24 * 3600, heartbeatMs: 2000, leaseMs: 10_000, adoptOrphans: true, maxOutbox: 20_000, outboxDrainMs: 30_000, deadlineMs: 1000, onStopRequested: () => {}, ...options, host: options.host ?? null, vm: options.vm ?? null,
     };
     this.#keys = new RedisKeys(this.#options.keyPrefix);
   }
@@ -213,6 +219,8 @@ export class WarmWorker {
     if ((await this.#redis.lease(this.#keys.slotLease(this.slot), this.#keys.slots, this.id, this.#options.leaseMs, this.slot, 'own')) !== 1) {
       throw new EcgFaasError('WORKER_SLOT_TAKEN', `slot ${this.slot} is held by another worker`);
     }
+    // A stop request left for an earlier worker of this id (a VM name reused) is not for this one.
+    await this.#redis.hdel(this.#keys.worker(this.id), 'stop');
     this.#consume(this.slot);
     await this.#beat();
     this.#heartbeat = setInterval(() => {
@@ -348,7 +356,15 @@ export class WarmWorker {
       })
       .expire(keys.worker(this.id), ttl)
       .zadd(keys.workers, now, this.id)
-      .exec();
+      .hget(keys.worker(this.id), 'stop')
+      .exec()
+      .then((replies) => {
+        if (replies?.at(-1)?.[1] === '1' && !this.#stopRequested) {
+          this.#stopRequested = true;
+          this.#options.logger.info('a deploy driver asked this worker to stop');
+          this.#options.onStopRequested();
+        }
+      });
   }
 
   async #processJob(slot: string, job: Job<BatchJobData>, token: string | undefined): Promise<void> {

@@ -34,7 +34,10 @@ export function registerWorker(program: Command): void {
       const logger = createLogger('worker');
       const settings = s3SettingsFromEnv();
       const client = createS3Client(settings);
+      // A deploy driver that cannot signal the process (it runs in a guest) asks it to stop through Redis.
+      const stopRequested = new AbortController();
       const worker = new WarmWorker({
+        onStopRequested: () => stopRequested.abort(),
         redisUrl: redisUrlOf(options.redis),
         keyPrefix: options.prefix,
         modelPath: resolveModelPath(options.model),
@@ -49,7 +52,7 @@ export function registerWorker(program: Command): void {
         resultTtlSeconds: options.resultTtl,
         ...(options.workerId !== undefined ? { workerId: options.workerId } : {}),
       });
-      const stopped = untilSignal();
+      const stopped = untilSignal(stopRequested.signal);
       try {
         await worker.start();
         announce({ event: 'ready', role: 'worker', workerId: worker.id, hypervisor: worker.facts?.hypervisor.kind ?? null, pid: process.pid });

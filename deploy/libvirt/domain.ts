@@ -29,6 +29,8 @@ export interface GuestSpec {
   network?: { kind: 'user' } | { kind: 'network' | 'bridge'; name: string };
   /** Run QEMU as root (a DAC label of +0:+0): needed when what the guest reads lives under /root. */
   runAsRoot?: boolean;
+  /** Keep what the guest prints on its console in this host file (boot failures are read there). */
+  consoleLog?: string;
 }
 
 interface HypervisorProfile {
@@ -126,8 +128,11 @@ export function domainXml(spec: GuestSpec): string {
     } : {}),
     interface: nic,
     ...(profile.console === 'serial'
-      ? { serial: { '@_type': 'pty', target: { '@_port': 0 } }, console: { '@_type': 'pty', target: { '@_type': 'serial', '@_port': 0 } } }
-      : { console: { '@_type': 'pty', target: { '@_type': 'xen', '@_port': 0 } } }),
+      ? {
+        serial: { '@_type': 'pty', ...(spec.consoleLog !== undefined ? { log: { '@_file': spec.consoleLog, '@_append': 'off' } } : {}), target: { '@_port': 0 } },
+        console: { '@_type': 'pty', target: { '@_type': 'serial', '@_port': 0 } },
+      }
+      : { console: { '@_type': 'pty', ...(spec.consoleLog !== undefined ? { log: { '@_file': spec.consoleLog, '@_append': 'off' } } : {}), target: { '@_type': 'xen', '@_port': 0 } } }),
   };
 
   const domain: Record<string, unknown> = {

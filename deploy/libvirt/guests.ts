@@ -23,16 +23,23 @@ export interface GuestOptions {
   pinCpus?: readonly number[];
   network?: GuestSpec['network'];
   runAsRoot?: boolean;
+  /** Directory for each guest's console log (`<vm>.console.log`). */
+  consoleDir?: string;
 }
 
 export function guestSpecs(options: GuestOptions): GuestSpec[] {
+  return Array.from({ length: options.vms }, (_, index) => guestSpec(`${options.namePrefix}-${index + 1}`, index, options));
+}
+
+/** The index-th guest, named `name` (its pinned CPUs follow from the index). */
+export function guestSpec(name: string, index: number, options: Omit<GuestOptions, 'vms' | 'namePrefix'>): GuestSpec {
   const sharesRoot = options.hypervisor === 'kvm' || options.hypervisor === 'qemu';
-  return Array.from({ length: options.vms }, (_, index) => {
-    const name = `${options.namePrefix}-${index + 1}`;
+  {
     const pins = options.pinCpus;
     const cmdline = [
       // A Xen PV guest's console is the hypervisor's (hvc0); the others' a serial port.
-      options.hypervisor === 'xen-pv' ? 'console=hvc0' : 'console=ttyS0', 'quiet', `ecgfaas.vm=${name}`, `ecgfaas.worker=${name}-w1`, ...(sharesRoot && options.disk === undefined ? ['ecgfaas.root=9p:hostroot'] : []),
+      // panic=-1: a guest whose kernel panics reboots at once, and libvirt ends it (on_reboot destroy), so a failed boot shows.
+      options.hypervisor === 'xen-pv' ? 'console=hvc0' : 'console=ttyS0', 'quiet', 'panic=-1', `ecgfaas.vm=${name}`, `ecgfaas.worker=${name}-w1`, ...(sharesRoot && options.disk === undefined ? ['ecgfaas.root=9p:hostroot'] : []),
       ...(options.cmdline !== undefined ? [options.cmdline] : []),
     ].join(' ');
     return {
@@ -44,6 +51,7 @@ export function guestSpecs(options: GuestOptions): GuestSpec[] {
       network: options.network ?? (sharesRoot ? { kind: 'user' } : { kind: 'bridge', name: 'xenbr0' }),
       // QEMU runs as an unprivileged user unless told otherwise; files under /root need root (Xen's device model is root already).
       ...(options.runAsRoot && sharesRoot ? { runAsRoot: true } : {}),
+      ...(options.consoleDir !== undefined ? { consoleLog: `${options.consoleDir}/${name}.console.log` } : {}),
     };
-  });
+  }
 }

@@ -2,3 +2,4 @@
 export { checkGuestSpec, domainXml, GUEST_HYPERVISORS, GuestSpecError, type GuestHypervisor, type GuestSpec } from './domain.js';
 export { guestSpecs, type GuestOptions } from './guests.js';
 export { libvirtError, LibvirtError, Virsh, type LibvirtErrorCode } from './virsh.js';
+export { DeployError, ensureInitrd, LibvirtDriver, newestKernel, type LibvirtDriverOptions } from './driver.js';

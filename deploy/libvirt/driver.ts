@@ -1,0 +1,211 @@
+/**
+ * The libvirt deploy driver: each VM is a libvirt domain (KVM, QEMU, Xen HVM or Xen PV) behind any
+ * connection URI, booting the platform's initramfs (build-initrd.sh), which starts one warm worker
+ * by itself (guest-init.sh). The worker learns its VM, worker id and Redis from the kernel command
+ * line, and its S3 settings (secrets) from an env file the driver writes on the host (mode 0600)
+ * and the guest reads over its 9p view of the host's root.
+ *
+ * start() resolves once the guest's worker heartbeats; a guest that powers off or does not come up
+ * in time is torn down (destroyed, undefined, its files and record removed) and the error carries
+ * the end of its console log. Pause, resume, shut down and destroy go through vmControl (deploy/vms.ts),
+ * so `ecgfaas vm ...` and the scheduler's idle-VM policy act on libvirt guests as on local VMs.
+ */
+import { execFile } from 'node:child_process';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import type { Redis } from 'ioredis';
+import { EcgFaasError } from '../../contracts/errors.js';
+import type { RedisKeys } from '../../queue/keys.js';
+import type { S3Settings } from '../../storage/index.js';
+import { listVms, readVm, vmControl, VmError, writeVm, type DeployDriver, type VmRecord, type VmSpec } from '../vms.js';
+import { domainXml, type GuestHypervisor, type GuestSpec } from './domain.js';
+import { guestSpec } from './guests.js';
+import { Virsh } from './virsh.js';
+
+const run = promisify(execFile);
+
+export interface LibvirtDriverOptions {
+  redis: Redis;
+  keys: RedisKeys;
+  /** libvirt connection URI, e.g. qemu:///system, qemu+ssh://host/system, xen:///system. */
+  connect: string;
+  hypervisor: GuestHypervisor;
+  /** Redis as the guests reach it (QEMU user networking: the host's loopback is 10.0.2.2). */
+  guestRedisUrl: string;
+  /** S3 as the guests reach it. */
+  guestS3: S3Settings;
+  kernel: string;
+  initrd: string;
+  /** The project's checkout as the guest sees it (through the host's root over 9p: the same path). */
+  checkout: string;
+  /** Env files and console logs of the guests (the guests must see it: on the host's root). */
+  stateDir: string;
+  /** `ecgfaas worker` arguments (e.g. --prefix, --model, --extra-compute-ms), without spaces in any. */
+  workerArgs?: string[];
+  pinCpus?: readonly number[];
+  network?: GuestSpec['network'];
+  /** How long a guest may take to boot and start its worker (default 5 min: QEMU emulation is slow). */
+  bootTimeoutMs?: number;
+  /** The physical host, as the scheduler's inventory names it (default: this machine). */
+  host?: string;
+}
+
+export class DeployError extends EcgFaasError {
+  constructor(code: 'DEPLOY_BOOT_FAILED' | 'DEPLOY_UNSUPPORTED', message: string) {
+    super(code, message);
+    this.name = 'DeployError';
+  }
+}
+
+export class LibvirtDriver implements DeployDriver {
+  readonly kind = 'libvirt' as const;
+  readonly #o: LibvirtDriverOptions;
+  readonly #virsh: Virsh;
+  readonly #control: ReturnType<typeof vmControl>;
+  /** The VMs this driver made, in order (close() tears them down). */
+  readonly #made: string[] = [];
+
+  constructor(options: LibvirtDriverOptions) {
+    this.#o = options;
+    this.#virsh = new Virsh(options.connect);
+    this.#control = vmControl(options.redis, options.keys);
+  }
+
+  #files(name: string) {
+    return {
+      env: path.join(this.#o.stateDir, `${name}.env`),
+      xml: path.join(this.#o.stateDir, `${name}.xml`),
+      console: path.join(this.#o.stateDir, `${name}.console.log`),
+    };
+  }
+
+  /** The guest spec of a VM (also what `--print-xml` prints). */
+  guest(spec: VmSpec, index = this.#made.length): GuestSpec {
+    const files = this.#files(spec.name);
+    const args = (this.#o.workerArgs ?? []).join(',');
+    return guestSpec(spec.name, index, {
+      hypervisor: this.#o.hypervisor, vcpus: spec.vcpus, memoryMb: spec.memoryMb, kernel: this.#o.kernel, initrd: this.#o.initrd,
+      runAsRoot: process.getuid?.() === 0, consoleDir: this.#o.stateDir,
+      cmdline: [
+        `ecgfaas.redis=${this.#o.guestRedisUrl}`, `ecgfaas.dir=${this.#o.checkout}`, `ecgfaas.env=${files.env}`, `ecgfaas.host=${this.#o.host ?? hostname()}`,
+        ...(args !== '' ? [`ecgfaas.args=${args}`] : []),
+      ].join(' '),
+      ...(this.#o.pinCpus !== undefined ? { pinCpus: this.#o.pinCpus } : {}),
+      ...(this.#o.network !== undefined ? { network: this.#o.network } : {}),
+    });
+  }
+
+  async create(spec: VmSpec): Promise<VmRecord> {
+    if ((spec.workers ?? 1) !== 1) throw new DeployError('DEPLOY_UNSUPPORTED', 'a libvirt guest runs one worker');
+    if (await readVm(this.#o.redis, this.#o.keys, spec.name) !== null) throw new VmError('VM_EXISTS', `a VM named ${spec.name} exists`);
+    const guest = this.guest(spec);
+    const files = this.#files(spec.name);
+    await mkdir(this.#o.stateDir, { recursive: true });
+    const s3 = this.#o.guestS3;
+    const env = {
+      ECGFAAS_S3_ENDPOINT: s3.endpoint ?? '', ECGFAAS_S3_BUCKET: s3.bucket, ECGFAAS_S3_PATH_STYLE: String(s3.forcePathStyle), AWS_REGION: s3.region,
+      AWS_ACCESS_KEY_ID: s3.accessKeyId ?? '', AWS_SECRET_ACCESS_KEY: s3.secretAccessKey ?? '', ECGFAAS_LOG_LEVEL: 'info',
+    };
+    await writeFile(files.env, Object.entries(env).map(([key, value]) => `${key}='${value.replace(/'/g, "'\\''")}'`).join('\n') + '\n', { mode: 0o600 });
+    await writeFile(files.xml, domainXml(guest));
+    try {
+      await this.#virsh.call(['define', files.xml], `defining ${spec.name}`);
+    } catch (error) {
+      await this.#removeFiles(spec.name);
+      throw error;
+    }
+    this.#made.push(spec.name);
+    return writeVm(this.#o.redis, this.#o.keys, {
+      name: spec.name, driver: 'libvirt', host: this.#o.host ?? hostname(), vcpus: spec.vcpus, memoryMb: spec.memoryMb, state: 'shut-off',
+      workers: [{ workerId: `${spec.name}-w1`, pid: null }], cgroup: null, connect: this.#o.connect, hypervisor: this.#o.hypervisor, updatedAt: 0,
+    });
+  }
+
+  async start(name: string): Promise<VmRecord> {
+    const record = await this.#control.need(name);
+    if (record.state !== 'shut-off') throw new VmError('VM_BAD_STATE', `${name} is ${record.state}, not shut off`);
+    const worker = record.workers[0]?.workerId ?? `${name}-w1`;
+    const [seconds] = await this.#o.redis.time();
+    const startedAt = Number(seconds) * 1000;
+    try {
+      await this.#virsh.call(['start', name], `starting ${name}`);
+    } catch (error) {
+      await this.destroy(name).catch(() => undefined);
+      throw error;
+    }
+    await writeVm(this.#o.redis, this.#o.keys, { ...record, state: 'running' });
+    const deadline = Date.now() + (this.#o.bootTimeoutMs ?? 300_000);
+    let failure: string | null = null;
+    for (;;) {
+      const beat = await this.#o.redis.zscore(this.#o.keys.workers, worker);
+      if (beat !== null && Number(beat) >= startedAt) return this.#control.need(name);
+      const state = (await this.#virsh.list()).get(name);
+      if (state !== 'running') failure = `it stopped (${state ?? 'gone'}) before its worker came up`;
+      else if (Date.now() > deadline) failure = `its worker did not come up within ${Math.round((this.#o.bootTimeoutMs ?? 300_000) / 1000)} s`;
+      if (failure !== null) break;
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+    const console = (await readFile(this.#files(name).console, 'utf8').catch(() => '')).trim().split('\n').slice(-8).join('\n  ');
+    await this.destroy(name).catch(() => undefined);
+    throw new DeployError('DEPLOY_BOOT_FAILED', `guest ${name}: ${failure}; torn down. Its console ended with:\n  ${console || '(nothing)'}`);
+  }
+
+  startWorker(name: string): Promise<string> {
+    return Promise.reject(new DeployError('DEPLOY_UNSUPPORTED', `${name}: a libvirt guest runs the one worker it boots with`));
+  }
+
+  pause(name: string): Promise<VmRecord> {
+    return this.#control.pause(name);
+  }
+
+  resume(name: string): Promise<VmRecord> {
+    return this.#control.resume(name);
+  }
+
+  shutdown(name: string): Promise<VmRecord> {
+    return this.#control.shutdown(name);
+  }
+
+  /** Powers the guest off, undefines it, and removes its record and files. */
+  async destroy(name: string): Promise<void> {
+    await this.#control.destroy(name);
+    await this.#removeFiles(name);
+    this.#made.splice(this.#made.indexOf(name), 1);
+  }
+
+  list(): Promise<VmRecord[]> {
+    return listVms(this.#o.redis, this.#o.keys);
+  }
+
+  /** Shuts down (gracefully: the workers flush their records) and removes every VM this driver made. */
+  async close(): Promise<void> {
+    for (const name of [...this.#made]) {
+      const record = await readVm(this.#o.redis, this.#o.keys, name).catch(() => null);
+      if (record?.state === 'running' || record?.state === 'paused') await this.shutdown(name).catch(() => undefined);
+      await this.destroy(name).catch(() => undefined);
+    }
+  }
+
+  async #removeFiles(name: string): Promise<void> {
+    const files = this.#files(name);
+    await Promise.all([files.env, files.xml, files.console].map((file) => rm(file, { force: true })));
+  }
+}
+
+/** The guest initramfs at `file`, built (build-initrd.sh: busybox, modules, init) when missing. */
+export async function ensureInitrd(file: string, kernelVersion?: string): Promise<string> {
+  if (await readFile(file).then(() => true, () => false)) return file;
+  const script = path.join(path.dirname(fileURLToPath(import.meta.url)), 'build-initrd.sh');
+  await run('bash', [script, file, ...(kernelVersion !== undefined ? [kernelVersion] : [])]);
+  return file;
+}
+
+/** The newest Debian kernel in /boot (`vmlinuz-<version>`) with its version, or null. */
+export async function newestKernel(): Promise<{ kernel: string; version: string } | null> {
+  const names = (await readdir('/boot').catch(() => [] as string[])).filter((name) => /^vmlinuz-\d/.test(name));
+  const version = names.map((name) => name.slice('vmlinuz-'.length)).sort((a, b) => a.localeCompare(b, undefined, { numeric: true })).at(-1);
+  return version === undefined ? null : { kernel: `/boot/vmlinuz-${version}`, version };
+}

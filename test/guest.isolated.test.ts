@@ -1,0 +1,143 @@
+/**
+ * A real guest (issue 5): the libvirt driver boots a QEMU guest (software emulation: this machine
+ * has no hardware virtualisation) whose initramfs starts a warm worker over the host's root (9p);
+ * a replay through the real gateway reaches it, its latency records say `qemu` and `libvirt`, and
+ * the report has them beside a local worker's. Teardown leaves no domain, file or process, also
+ * after a boot that fails. Slow (a guest's worker takes one to two minutes to start under
+ * emulation): runs with ECGFAAS_GUEST_TESTS=1 (README), as root, with Debian's qemu-system-x86,
+ * libvirt-daemon-system, linux-image-amd64, busybox-static, cpio and kmod.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureInitrd, LibvirtDriver, newestKernel, Virsh } from '../deploy/libvirt/index.js';
+import { runOnStack, type RunOutcome } from '../stack/run.js';
+import type { StackInfo } from '../stack/stack.js';
+import { EmbeddedRedis } from '../queue/index.js';
+import { RedisKeys } from '../queue/keys.js';
+import { excerptDir, repoRoot } from './support/data.js';
+
+const run = promisify(execFile);
+const enabled = process.env.ECGFAAS_GUEST_TESTS === '1';
+const CONNECT = 'qemu:///system';
+
+/** QEMU's user-mode network: the guest reaches the host's loopback at 10.0.2.2. */
+const fromGuest = (url: string) => url.replace(/\/\/(127\.0\.0\.1|localhost)(?=[:/])/, '//10.0.2.2');
+
+async function ensureLibvirtd(): Promise<void> {
+  const virsh = new Virsh(CONNECT);
+  if (await virsh.call(['list']).then(() => true, () => false)) return;
+  // No systemd here: the daemons start by hand.
+  await run('virtlogd', ['-d']).catch(() => undefined);
+  await run('libvirtd', ['-d']);
+  for (let tries = 0; tries < 60 && !(await virsh.call(['list']).then(() => true, () => false)); tries++) await new Promise((resolve) => setTimeout(resolve, 500));
+}
+
+describe.skipIf(!enabled)('a worker in a real QEMU guest, deployed through libvirt', () => {
+  let scratch: string;
+  let initrd: string;
+  let kernel: string;
+  let outcome: RunOutcome;
+  let guestFacts: { hypervisor?: { kind?: string } } = {};
+  let leftAfterTeardown: string[] = [];
+  let filesAfterTeardown: boolean[] = [];
+
+  beforeAll(async () => {
+    scratch = await mkdtemp(path.join(tmpdir(), 'ecgfaas-guest-'));
+    await ensureLibvirtd();
+    const found = await newestKernel();
+    if (found === null) throw new Error('no kernel in /boot (Debian: apt-get install linux-image-amd64)');
+    kernel = found.kernel;
+    initrd = await ensureInitrd(path.join(scratch, 'initrd.img'), found.version);
+    let driver: LibvirtDriver | null = null;
+    let redis: Redis | null = null;
+    outcome = await runOnStack({
+      stack: { dir: scratch, workers: 1 },
+      logger: pino({ level: 'warn' }), monitors: 4, durationS: 20, dataDir: excerptDir(), seed: 3, deadlineMs: 1000,
+      reportsDir: path.join(scratch, 'reports'), runPrefix: 'guest',
+      beforeReplay: async (stack) => {
+        const info = stack.info as StackInfo;
+        redis = new Redis(info.redisUrl);
+        driver = new LibvirtDriver({
+          redis, keys: stack.keys, connect: CONNECT, hypervisor: 'qemu',
+          guestRedisUrl: fromGuest(info.redisUrl), guestS3: { ...info.s3, endpoint: fromGuest(info.s3.endpoint as string) },
+          kernel, initrd, checkout: repoRoot, stateDir: path.join(scratch, 'state'), workerArgs: ['--prefix', stack.keys.prefix, '--model', 'default'],
+        });
+        await driver.create({ name: 'gt-1', vcpus: 1, memoryMb: 1024 });
+        await driver.start('gt-1');
+        guestFacts = JSON.parse((await redis.hget(stack.keys.worker('gt-1-w1'), 'facts')) ?? '{}') as typeof guestFacts;
+      },
+      beforeStop: async () => {
+        await driver?.close();
+        leftAfterTeardown = [...(await new Virsh(CONNECT).list()).keys()].filter((name) => name === 'gt-1');
+        filesAfterTeardown = ['gt-1.env', 'gt-1.xml'].map((file) => existsSync(path.join(scratch, 'state', file)));
+        redis?.disconnect();
+      },
+    });
+  }, 600_000);
+
+  afterAll(async () => {
+    if (scratch !== undefined) await rm(scratch, { recursive: true, force: true });
+  });
+
+  it('the guest\'s worker detects QEMU (not KVM) and serves packets of the replay through the real gateway', () => {
+    expect(guestFacts.hypervisor?.kind).toBe('qemu');
+    const inGuest = outcome.records.filter((record) => record.workerId === 'gt-1-w1');
+    expect(inGuest.length).toBeGreaterThan(10);
+    for (const record of inGuest) {
+      expect(record).toMatchObject({ hypervisor: 'qemu', driver: 'libvirt', vm: 'gt-1' });
+      expect(Number.isFinite(record.workerClock.offsetMs)).toBe(true);
+    }
+    expect(outcome.packets.lost).toBe(0);
+  });
+
+  it('the report puts the guest beside the local worker', () => {
+    const kinds = outcome.report.byHypervisor.map((group) => group.key);
+    expect(kinds).toContain('qemu');
+    expect(kinds.length).toBeGreaterThanOrEqual(2);
+    expect(outcome.report.byWorker.map((group) => group.workerId)).toContain('gt-1-w1');
+  });
+
+  it('teardown leaves no domain and no file behind', () => {
+    expect(leftAfterTeardown).toEqual([]);
+    expect(filesAfterTeardown).toEqual([false, false]);
+  });
+});
+
+describe.skipIf(!enabled)('a guest that fails to boot', () => {
+  it('is torn down: an error with the end of its console, no domain, no file', async () => {
+    const scratch = await mkdtemp(path.join(tmpdir(), 'ecgfaas-guest-bad-'));
+    const redisServer = new EmbeddedRedis({ directory: path.join(scratch, 'redis') });
+    const redisUrl = await redisServer.start();
+    const redis = new Redis(redisUrl);
+    try {
+      await ensureLibvirtd();
+      const found = await newestKernel();
+      // Not an initramfs: the kernel panics, reboots at once (panic=-1), and libvirt ends the guest.
+      const initrd = path.join(scratch, 'broken.img');
+      await writeFile(initrd, 'not a cpio archive');
+      const driver = new LibvirtDriver({
+        redis, keys: new RedisKeys('guestbad'), connect: CONNECT, hypervisor: 'qemu', guestRedisUrl: fromGuest(redisUrl),
+        guestS3: { region: 'us-east-1', bucket: 'none', forcePathStyle: true, endpoint: 'http://10.0.2.2:1', accessKeyId: 'none', secretAccessKey: 'none' },
+        kernel: found?.kernel ?? '/boot/vmlinuz', initrd, checkout: repoRoot, stateDir: path.join(scratch, 'state'), bootTimeoutMs: 120_000,
+      });
+      await driver.create({ name: 'gt-bad', vcpus: 1, memoryMb: 512 });
+      await expect(driver.start('gt-bad')).rejects.toMatchObject({ code: 'DEPLOY_BOOT_FAILED', message: expect.stringMatching(/gt-bad: it stopped[\s\S]*console ended with/) });
+      expect([...(await new Virsh(CONNECT).list()).keys()]).not.toContain('gt-bad');
+      expect(existsSync(path.join(scratch, 'state', 'gt-bad.env'))).toBe(false);
+      expect(await driver.list()).toEqual([]);
+      const { stdout } = await run('ps', ['-eo', 'args']);
+      expect(stdout).not.toMatch(/guest=gt-bad/);
+    } finally {
+      redis.disconnect();
+      await redisServer.close();
+      await rm(scratch, { recursive: true, force: true });
+    }
+  }, 180_000);
+});
