@@ -131,12 +131,12 @@ describe('ecgfaas deploy --driver libvirt', () => {
     }
   });
 
-  it('refuses fractional vCPUs for a guest, and says that deploying guests is not built yet', async () => {
+  it('refuses fractional vCPUs and several workers for a guest, before touching anything', async () => {
     const fractional = await ecgfaas(['deploy', '--driver', 'libvirt', '--vms', '1', '--vcpus', '0.5', '--print-xml']);
     expect(fractional.code).toBe(2);
     expect(fractional.stderr).toContain('whole vCPUs');
-    const deploy = await ecgfaas(['deploy', '--driver', 'libvirt', '--vms', '1']);
-    expect(deploy.code).toBe(1);
-    expect(deploy.stderr).toContain('[DEPLOY_NOT_READY]');
+    const several = await ecgfaas(['deploy', '--driver', 'libvirt', '--vms', '1', '--workers-per-vm', '2']);
+    expect(several.code).toBe(2);
+    expect(several.stderr).toContain('one worker');
   });
 });

@@ -1,9 +1,11 @@
 /** `ecgfaas deploy`, `ecgfaas vms`, `ecgfaas vm pause|resume|shutdown|destroy NAME`: VMs and their warm workers. */
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import { listVms, LocalVmDriver, ScaleOutService, vmControl, type VmRecord } from '../../deploy/index.js';
-import { domainXml, GUEST_HYPERVISORS, guestSpecs, type GuestHypervisor } from '../../deploy/libvirt/index.js';
+import { domainXml, ensureInitrd, GUEST_HYPERVISORS, guestSpecs, LibvirtDriver, newestKernel, type GuestHypervisor } from '../../deploy/libvirt/index.js';
+import { s3SettingsFromEnv } from '../../storage/index.js';
 import { RedisKeys } from '../../queue/keys.js';
 import { CliError, integerOption, numberOption, printJson, redisUrlOf, withRedis } from '../common.js';
 import { createLogger, untilSignal } from '../runtime.js';
@@ -18,6 +20,9 @@ function formatVms(records: VmRecord[]): string {
   return lines.join('\n');
 }
 
+/** This checkout (guests see it at the same path, through the host's root). */
+const CHECKOUT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
 export function registerDeploy(program: Command): void {
   program
     .command('deploy')
@@ -26,7 +31,10 @@ export function registerDeploy(program: Command): void {
     .addOption(new Option('--hypervisor <kind>', 'libvirt: the guests\' hypervisor').choices([...GUEST_HYPERVISORS]).default('qemu'))
     .option('--connect <uri>', 'libvirt: connection URI (qemu:///system, qemu+ssh://host/system, xen:///system, test:///default)', 'qemu:///system')
     .option('--print-xml', 'libvirt: print the domain XML of each VM (documents separated by a line ---) and create nothing')
-    .option('--kernel <path>', 'libvirt: kernel the guests boot', '/boot/vmlinuz')
+    .option('--kernel <path>', 'libvirt: kernel the guests boot (default: the newest /boot/vmlinuz-*)')
+    .option('--guest-redis <url>', 'libvirt: Redis as the guests reach it (default: --redis, its loopback address as 10.0.2.2 for QEMU user networking)')
+    .option('--guest-s3-endpoint <url>', 'libvirt: S3 as the guests reach it (default: ECGFAAS_S3_ENDPOINT, loopback as 10.0.2.2)')
+    .option('--boot-timeout-s <s>', 'libvirt: how long a guest may take to start its worker', integerOption('--boot-timeout-s', 10, 3600), 300)
     .option('--initrd <path>', 'libvirt: initramfs that starts the worker', '.ecgfaas/guest/initrd.img')
     .option('--cmdline <text>', 'libvirt: appended to the guests\' kernel command line')
     .option('--disk <image>', 'libvirt: boot this disk image instead of a kernel')
@@ -46,25 +54,27 @@ export function registerDeploy(program: Command): void {
     .action(async (flags: {
       vms: number; vcpus: number; memoryMb: number; workersPerVm: number; namePrefix: string; model: string; extraComputeMs: number;
       logs?: string; confine: boolean; scaleOut: boolean; redis?: string; prefix: string;
-      driver: 'local' | 'libvirt'; hypervisor: GuestHypervisor; connect: string; printXml?: boolean; kernel: string; initrd: string; cmdline?: string; disk?: string; pinCpus?: string;
+      driver: 'local' | 'libvirt'; hypervisor: GuestHypervisor; connect: string; printXml?: boolean; kernel?: string; initrd: string; cmdline?: string; disk?: string; pinCpus?: string;
+      guestRedis?: string; guestS3Endpoint?: string; bootTimeoutS: number;
     }) => {
       if (!/^[A-Za-z0-9_-]{1,40}$/.test(flags.namePrefix)) throw new CliError('CLI_BAD_NAME', `--name-prefix "${flags.namePrefix}" must be 1-40 of [A-Za-z0-9_-]`, 2);
       if (flags.driver === 'libvirt') {
         if (!Number.isInteger(flags.vcpus)) throw new CliError('CLI_BAD_NUMBER', `--vcpus ${flags.vcpus}: a libvirt guest has whole vCPUs`, 2);
         const pinCpus = flags.pinCpus?.split(',').map((cpu) => Number(cpu.trim()));
         if (pinCpus?.some((cpu) => !Number.isInteger(cpu) || cpu < 0)) throw new CliError('CLI_BAD_NUMBER', `--pin-cpus "${flags.pinCpus}" must list host CPU numbers, e.g. 1,2,3`, 2);
-        const specs = guestSpecs({
-          hypervisor: flags.hypervisor, vms: flags.vms, namePrefix: flags.namePrefix, vcpus: flags.vcpus, memoryMb: flags.memoryMb,
-          kernel: flags.kernel, initrd: path.resolve(flags.initrd), runAsRoot: process.getuid?.() === 0,
-          ...(flags.cmdline !== undefined ? { cmdline: flags.cmdline } : {}), ...(flags.disk !== undefined ? { disk: path.resolve(flags.disk) } : {}),
-          ...(pinCpus !== undefined ? { pinCpus } : {}),
-        });
-        const documents = specs.map((spec) => domainXml(spec).trimEnd());
+        const kernel = flags.kernel ?? (await newestKernel())?.kernel ?? '/boot/vmlinuz';
         if (flags.printXml) {
-          process.stdout.write(`${documents.join('\n---\n')}\n`);
+          const specs = guestSpecs({
+            hypervisor: flags.hypervisor, vms: flags.vms, namePrefix: flags.namePrefix, vcpus: flags.vcpus, memoryMb: flags.memoryMb,
+            kernel, initrd: path.resolve(flags.initrd), runAsRoot: process.getuid?.() === 0,
+            ...(flags.cmdline !== undefined ? { cmdline: flags.cmdline } : {}), ...(flags.disk !== undefined ? { disk: path.resolve(flags.disk) } : {}),
+            ...(pinCpus !== undefined ? { pinCpus } : {}),
+          });
+          process.stdout.write(`${specs.map((spec) => domainXml(spec).trimEnd()).join('\n---\n')}\n`);
           return;
         }
-        throw new CliError('DEPLOY_NOT_READY', 'deploying libvirt guests is not built yet (issue 5, in progress): --print-xml shows the domain XML it will define', 1);
+        await deployGuests(flags, { kernel, ...(pinCpus !== undefined ? { pinCpus } : {}) });
+        return;
       }
       const url = redisUrlOf(flags.redis);
       if (flags.logs !== undefined) await mkdir(flags.logs, { recursive: true });
@@ -134,4 +144,46 @@ export function registerDeploy(program: Command): void {
         else process.stdout.write(`${name}: ${record.state}\n`);
       });
     });
+}
+
+/** QEMU's user-mode network: a guest reaches the host's loopback at 10.0.2.2. */
+function asSeenFromGuest(url: string): string {
+  return url.replace(/\/\/(127\.0\.0\.1|localhost)(?=[:/]|$)/, '//10.0.2.2');
+}
+
+/** `ecgfaas deploy --driver libvirt`: guests of one worker each, kept until Ctrl-C, then shut down and removed. */
+async function deployGuests(
+  flags: {
+    vms: number; vcpus: number; memoryMb: number; namePrefix: string; model: string; extraComputeMs: number; redis?: string; prefix: string;
+    hypervisor: GuestHypervisor; connect: string; initrd: string; guestRedis?: string; guestS3Endpoint?: string; bootTimeoutS: number; workersPerVm: number;
+  },
+  guest: { kernel: string; pinCpus?: number[] },
+): Promise<void> {
+  if (flags.workersPerVm !== 1) throw new CliError('CLI_BAD_NUMBER', 'a libvirt guest runs one worker (--workers-per-vm 1)', 2);
+  const url = redisUrlOf(flags.redis);
+  const s3 = s3SettingsFromEnv();
+  const kernelVersion = path.basename(guest.kernel).replace(/^vmlinuz-/, '');
+  const initrd = await ensureInitrd(path.resolve(flags.initrd), /^\d/.test(kernelVersion) ? kernelVersion : undefined);
+  await withRedis(url, async (redis) => {
+    const driver = new LibvirtDriver({
+      redis, keys: new RedisKeys(flags.prefix), connect: flags.connect, hypervisor: flags.hypervisor,
+      guestRedisUrl: flags.guestRedis ?? asSeenFromGuest(url),
+      guestS3: { ...s3, ...(s3.endpoint !== undefined || flags.guestS3Endpoint !== undefined ? { endpoint: flags.guestS3Endpoint ?? asSeenFromGuest(s3.endpoint as string) } : {}) },
+      kernel: guest.kernel, initrd, checkout: CHECKOUT, stateDir: path.resolve('.ecgfaas', 'guest'), bootTimeoutMs: flags.bootTimeoutS * 1000,
+      workerArgs: ['--prefix', flags.prefix, '--model', flags.model, '--extra-compute-ms', String(flags.extraComputeMs)],
+      ...(guest.pinCpus !== undefined ? { pinCpus: guest.pinCpus } : {}),
+    });
+    const stopped = untilSignal();
+    try {
+      for (let index = 1; index <= flags.vms; index++) {
+        const name = `${flags.namePrefix}-${index}`;
+        await driver.create({ name, vcpus: flags.vcpus, memoryMb: flags.memoryMb });
+        await driver.start(name);
+      }
+      printJson({ event: 'ready', vms: await driver.list() });
+      await stopped;
+    } finally {
+      await driver.close();
+    }
+  });
 }
