@@ -2,7 +2,7 @@
  * CPU and memory confinement of a local "VM" (a group of worker processes) with Linux cgroups, so a
  * VM's vCPU share is real: v2 (`cpu.max`, `memory.max`, `cgroup.freeze`; most production hosts) and
  * v1 (`cpu.cfs_quota_us`, `memory.limit_in_bytes`, the freezer controller; these machines). Groups
- * live under `ecgfaas/<vm>`. Needs write access to the cgroup filesystem (root, or a delegated
+ * live under `ecgfaas/<name>` (deploy/vms.ts names a VM's group `<key prefix>.<vm>`). Needs write access to the cgroup filesystem (root, or a delegated
  * subtree); without it every call fails with CGROUP_UNAVAILABLE and says why.
  *
  * Written by hand: no maintained npm package manages cgroups v1 and v2; it is a few files to write.

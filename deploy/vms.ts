@@ -72,6 +72,14 @@ export class VmError extends EcgFaasError {
 
 const VM_NAME = /^[A-Za-z0-9_-]{1,48}$/;
 
+/**
+ * The cgroup of a local VM: named by the key prefix too, so two deployments (or two test runs) on
+ * one host that both have a `vm-1` never freeze, limit or remove each other's.
+ */
+export function vmCgroupName(keys: RedisKeys, vm: string): string {
+  return `${keys.prefix}.${vm}`;
+}
+
 export async function readVm(redis: Redis, keys: RedisKeys, name: string): Promise<VmRecord | null> {
   const raw = await redis.get(keys.vm(name));
   return raw === null ? null : JSON.parse(raw) as VmRecord;
@@ -116,8 +124,8 @@ export function vmControl(redis: Redis, keys: RedisKeys) {
   const setFrozen = async (record: VmRecord, frozen: boolean): Promise<void> => {
     if (record.driver === 'libvirt') await new Virsh(record.connect ?? '').call([frozen ? 'suspend' : 'resume', record.name]);
     else if (record.cgroup === null) signal(pids(record), frozen ? 'SIGSTOP' : 'SIGCONT');
-    else if (frozen) await CpuGroup.open(record.name).freeze();
-    else await CpuGroup.open(record.name).thaw();
+    else if (frozen) await CpuGroup.open(vmCgroupName(keys, record.name)).freeze();
+    else await CpuGroup.open(vmCgroupName(keys, record.name)).thaw();
   };
   return {
     need,
@@ -153,10 +161,10 @@ export function vmControl(redis: Redis, keys: RedisKeys) {
         await redis.multi().del(keys.vm(name)).srem(keys.vms, name).exec();
         return;
       }
-      if (record.cgroup !== null) await CpuGroup.open(name).thaw().catch(() => undefined);
+      if (record.cgroup !== null) await CpuGroup.open(vmCgroupName(keys, name)).thaw().catch(() => undefined);
       signal(pids(record), 'SIGKILL');
       if (record.cgroup !== null) {
-        const group = CpuGroup.open(name);
+        const group = CpuGroup.open(vmCgroupName(keys, name));
         // The killed processes leave the group a moment later.
         for (let tries = 0; tries < 50 && (await group.pids()).length > 0; tries++) await new Promise((resolve) => setTimeout(resolve, 20));
         await group.remove();
@@ -227,7 +235,7 @@ export class LocalVmDriver implements DeployDriver {
     let cgroup: CgroupVersion | null = null;
     if (this.#o.confine !== false && detectCgroups() !== null) {
       try {
-        cgroup = (await CpuGroup.create(spec.name, { cpus: spec.vcpus, memoryMb: spec.memoryMb })).version;
+        cgroup = (await CpuGroup.create(vmCgroupName(this.#o.keys, spec.name), { cpus: spec.vcpus, memoryMb: spec.memoryMb })).version;
       } catch (error) {
         if (this.#o.confine === true) throw error;
         // Not root: the VM runs unconfined (its record says so).
@@ -264,7 +272,7 @@ export class LocalVmDriver implements DeployDriver {
     });
     // Confined before it loads anything: start() resolves when it is ready, so add the pid as soon as it exists.
     const started = worker.start();
-    if (record.cgroup !== null && worker.pid !== null) await CpuGroup.open(name).add(worker.pid);
+    if (record.cgroup !== null && worker.pid !== null) await CpuGroup.open(vmCgroupName(this.#o.keys, name)).add(worker.pid);
     await started;
     processes.push(worker);
     this.#processes.set(name, processes);
@@ -311,7 +319,7 @@ export class LocalVmDriver implements DeployDriver {
       const record = await readVm(this.#o.redis, this.#o.keys, name).catch(() => null);
       if (record === null) continue;
       await this.shutdown(name).catch(() => undefined);
-      if (record.cgroup !== null) await CpuGroup.open(name).remove().catch(() => undefined);
+      if (record.cgroup !== null) await CpuGroup.open(vmCgroupName(this.#o.keys, name)).remove().catch(() => undefined);
       await this.#o.redis.multi().del(this.#o.keys.vm(name)).srem(this.#o.keys.vms, name).exec().catch(() => undefined);
     }
     this.#specs.clear();

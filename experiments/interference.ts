@@ -30,7 +30,7 @@ import { pino } from 'pino';
 import { quantileSorted } from 'simple-statistics';
 import type { LatencyRecord } from '../contracts/invocation.js';
 import { CpuGroup, detectCgroups } from '../deploy/cgroups.js';
-import { readVm } from '../deploy/vms.js';
+import { readVm, vmCgroupName } from '../deploy/vms.js';
 import { runOnStack } from '../stack/run.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -91,7 +91,7 @@ export async function runInterferenceExperiment(options: InterferenceOptions) {
             for (let index = 0; index < options.hogProcesses; index++) {
               const hog = spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' });
               hogs.push(hog);
-              await CpuGroup.open(hogged).add(hog.pid as number);
+              await CpuGroup.open(vmCgroupName(stack.keys, hogged)).add(hog.pid as number);
             }
           } else {
             const record = await readVm(redis, stack.keys, hogged);

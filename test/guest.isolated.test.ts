@@ -46,6 +46,8 @@ describe.skipIf(!enabled)('a worker in a real QEMU guest, deployed through libvi
   let outcome: RunOutcome;
   let guestFacts: { hypervisor?: { kind?: string } } = {};
   let leftAfterTeardown: string[] = [];
+  let pausedState = '';
+  let resumedState = '';
   let filesAfterTeardown: boolean[] = [];
 
   beforeAll(async () => {
@@ -71,6 +73,11 @@ describe.skipIf(!enabled)('a worker in a real QEMU guest, deployed through libvi
         });
         await driver.create({ name: 'gt-1', vcpus: 1, memoryMb: 1024 });
         await driver.start('gt-1');
+        // Suspend and resume the real guest (as the idle-VM policy would), before it serves anything.
+        await driver.pause('gt-1');
+        pausedState = (await new Virsh(CONNECT).list()).get('gt-1') ?? '';
+        await driver.resume('gt-1');
+        resumedState = (await new Virsh(CONNECT).list()).get('gt-1') ?? '';
         guestFacts = JSON.parse((await redis.hget(stack.keys.worker('gt-1-w1'), 'facts')) ?? '{}') as typeof guestFacts;
       },
       beforeStop: async () => {
@@ -102,6 +109,10 @@ describe.skipIf(!enabled)('a worker in a real QEMU guest, deployed through libvi
     expect(kinds).toContain('qemu');
     expect(kinds.length).toBeGreaterThanOrEqual(2);
     expect(outcome.report.byWorker.map((group) => group.workerId)).toContain('gt-1-w1');
+  });
+
+  it('suspends and resumes the guest through libvirt', () => {
+    expect([pausedState, resumedState]).toEqual(['paused', 'running']);
   });
 
   it('teardown leaves no domain and no file behind', () => {

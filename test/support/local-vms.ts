@@ -25,6 +25,8 @@ export async function startLocalVms(prefix: string, vms: readonly VmSpec[]): Pro
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
   const keys = new RedisKeys(prefix);
   const driver = new LocalVmDriver({
+    // ECGFAAS_TEST_LOGS=DIR keeps the workers' logs, for a test that fails only on a loaded machine.
+    ...(process.env.ECGFAAS_TEST_LOGS ? { logsDir: process.env.ECGFAAS_TEST_LOGS } : {}),
     redis, keys, workerArgs: ['--redis', redisUrl, '--prefix', prefix, '--model', 'paper'],
     env: { ECGFAAS_LOG_LEVEL: 'warn', ECGFAAS_S3_ENDPOINT: s3.endpoint, ECGFAAS_S3_BUCKET: s3.bucket, AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey },
   });
