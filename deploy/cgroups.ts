@@ -82,7 +82,7 @@ export class CpuGroup {
 
   /** The group of VM `name` (created if missing) with these limits. */
   static async create(name: string, limits: GroupLimits, root = '/sys/fs/cgroup'): Promise<CpuGroup> {
-    if (!/^[A-Za-z0-9_-]{1,64}$/.test(name)) throw new CgroupError('CGROUP_FAILED', `"${name}" is not a group name`);
+    if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(name)) throw new CgroupError('CGROUP_FAILED', `"${name}" is not a group name`);
     const version = detectCgroups(root);
     if (version === null) throw new CgroupError('CGROUP_UNAVAILABLE', `no cgroup v1 or v2 hierarchy at ${root}`);
     const dirs = dirsOf(name, version, root);

@@ -237,8 +237,9 @@ export class LocalVmDriver implements DeployDriver {
       try {
         cgroup = (await CpuGroup.create(vmCgroupName(this.#o.keys, spec.name), { cpus: spec.vcpus, memoryMb: spec.memoryMb })).version;
       } catch (error) {
-        if (this.#o.confine === true) throw error;
-        // Not root: the VM runs unconfined (its record says so).
+        // Only a cgroup filesystem we may not write (not root) makes the VM run unconfined (its
+        // record says so); any other failure is a fault to report, not to paper over.
+        if (this.#o.confine === true || (error as { code?: string }).code !== 'CGROUP_UNAVAILABLE') throw error;
       }
     }
     this.#specs.set(spec.name, spec);

@@ -12,7 +12,7 @@ import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { VmRecord } from '../deploy/index.js';
+import { detectCgroups, type VmRecord } from '../deploy/index.js';
 import { EmbeddedRedis } from '../queue/index.js';
 import { RedisKeys } from '../queue/keys.js';
 import { readInventory } from '../scheduler/index.js';
@@ -91,7 +91,9 @@ describe('ecgfaas deploy --driver local, then vms and vm from other processes', 
     expect(pids.every(alive)).toBe(true);
     const inventory = await readInventory(redis, keys, { now: Date.now(), deadAfterMs: 15_000 });
     expect(inventory.workers).toEqual([{ id: 'vm-1-w1', vm: 'vm-1', alive: true }, { id: 'vm-2-w1', vm: 'vm-2', alive: true }]);
-    // Confined, the worker itself sees half a core (its cgroup quota); unconfined, the machine's CPUs.
+    // As root where a cgroup filesystem exists, the VMs are confined; then the worker itself sees
+    // half a core (its cgroup quota); unconfined, the machine's CPUs.
+    if (process.getuid?.() === 0 && detectCgroups() !== null) expect(records.map((vm) => vm.cgroup)).toEqual([detectCgroups(), detectCgroups()]);
     const expected = records[0]?.cgroup === null ? inventory.vms[0]?.vcpus : 0.5;
     expect(inventory.vms.map((vm) => vm.vcpus)).toEqual([expected, expected]);
     const table = await cli('vms');

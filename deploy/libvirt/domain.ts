@@ -80,7 +80,7 @@ export function checkGuestSpec(spec: GuestSpec): GuestSpec {
   if (!Number.isInteger(spec.vcpus) || spec.vcpus < 1 || spec.vcpus > 256) problems.push(`vcpus ${spec.vcpus} must be a whole number from 1 to 256`);
   if (!Number.isInteger(spec.memoryMb) || spec.memoryMb < 64) problems.push(`memoryMb ${spec.memoryMb} must be a whole number of at least 64`);
   if (spec.cpuset !== undefined && (spec.cpuset.length === 0 || spec.cpuset.some((cpu) => !Number.isInteger(cpu) || cpu < 0))) problems.push('cpuset must list host CPU numbers');
-  if (spec.hypervisor === 'xen-pv' && 'disk' in spec.boot === false && spec.boot.kernel === '') problems.push('a Xen PV guest needs a kernel');
+  if ('kernel' in spec.boot && spec.boot.kernel === '') problems.push('a kernel boot needs a kernel');
   if (spec.shares !== undefined && spec.shares.length > 0 && !HYPERVISORS[spec.hypervisor]?.shares) problems.push(`${spec.hypervisor} guests cannot have 9p shares (use a disk or a cloud-init seed)`);
   for (const share of spec.shares ?? []) if (!/^[A-Za-z0-9_.-]{1,31}$/.test(share.tag)) problems.push(`share tag "${share.tag}" must be 1-31 of [A-Za-z0-9_.-]`);
   if (problems.length > 0) throw new GuestSpecError(`guest ${spec.name}: ${problems.join('; ')}`);
