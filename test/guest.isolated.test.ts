@@ -9,7 +9,7 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -30,14 +30,26 @@ const CONNECT = 'qemu:///system';
 /** QEMU's user-mode network: the guest reaches the host's loopback at 10.0.2.2. */
 const fromGuest = (url: string) => url.replace(/\/\/(127\.0\.0\.1|localhost)(?=[:/])/, '//10.0.2.2');
 
+/** Daemons this test file started (and stops when it is done). */
+let startedDaemons = false;
+
 async function ensureLibvirtd(): Promise<void> {
   const virsh = new Virsh(CONNECT);
   if (await virsh.call(['list']).then(() => true, () => false)) return;
   // No systemd here: the daemons start by hand.
   await run('virtlogd', ['-d']).catch(() => undefined);
   await run('libvirtd', ['-d']);
+  startedDaemons = true;
   for (let tries = 0; tries < 60 && !(await virsh.call(['list']).then(() => true, () => false)); tries++) await new Promise((resolve) => setTimeout(resolve, 500));
 }
+
+afterAll(async () => {
+  if (!startedDaemons) return;
+  for (const pidFile of ['/run/libvirtd.pid', '/run/virtlogd.pid']) {
+    const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
+    if (pid > 0) process.kill(pid, 'SIGTERM');
+  }
+});
 
 describe.skipIf(!enabled)('a worker in a real QEMU guest, deployed through libvirt', () => {
   let scratch: string;
