@@ -14,7 +14,7 @@ const MONITOR_ID = new RegExp(MONITOR_ID_PATTERN);
 export function registerPlacement(program: Command): void {
   program
     .command('scheduler')
-    .description('Run the scheduler\'s control loop (idle VMs paused or shut down, paused VMs resumed for new monitors) until Ctrl-C; or print its events')
+    .description('Run the scheduler\'s control loop until Ctrl-C (silent monitors released, interference detected and monitors moved away, idle VMs paused or shut down, paused VMs resumed for new monitors); or print its events')
     .option('--policy <file>', 'placement policy (YAML)')
     .option('--interval-s <s>', 'seconds between passes', integerOption('--interval-s', 1, 3600), 5)
     .option('--events', 'print the latest scheduler events (JSON lines) and exit')
