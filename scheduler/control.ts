@@ -25,7 +25,7 @@ import type { RedisKeys } from '../queue/keys.js';
 import { readInventory } from './inventory.js';
 import type { Policy } from './policy.js';
 import { appendSchedulerEvents, type SchedulerEvent } from './events.js';
-import { InterferenceDetector, type InterferenceSettings, type VmWindow, type WorkerSample } from './interference.js';
+import { InterferenceDetector, windowOf, type InterferenceSettings, type VmWindow, type WorkerSample } from './interference.js';
 import { storedDecision } from './live.js';
 import { moveMonitors, type MoveRequest } from './moves.js';
 import { plan } from './placement.js';
@@ -246,7 +246,8 @@ export class SchedulerLoop {
       }
       if (now - check.startedAt < settings.verifyAfterS * 1000) continue;
       this.#verifications.splice(this.#verifications.indexOf(check), 1);
-      const after = windowSince(check.start, workersNow, settings);
+      const start = check.start;
+      const after = windowOf('moved-to', workersNow, (worker) => start.get(worker)?.health ?? undefined);
       const helped = this.#detector.verdict(after).verdict !== 'bad';
       checked.push({
         at: now, type: 'interference-verified', vm: check.vm,
@@ -305,15 +306,6 @@ export async function readWorkerSamples(redis: Redis, keys: RedisKeys, workers: 
 async function handoversPending(redis: Redis, keys: RedisKeys, monitors: readonly string[]): Promise<boolean> {
   const pending = await Promise.all(monitors.map(async (monitor) => (await redis.exists(keys.move(monitor))) === 1 || (await redis.llen(keys.park(monitor))) > 0));
   return pending.some(Boolean);
-}
-
-/** The window of the given workers since `start` (their samples then). */
-function windowSince(start: ReadonlyMap<string, WorkerSample>, now: readonly WorkerSample[], settings: InterferenceSettings): VmWindow {
-  const detector = new InterferenceDetector(settings);
-  detector.windows([...start.values()].map((sample) => ({ ...sample, vm: 'moved-to' })));
-  return detector.windows(now.map((sample) => ({ ...sample, vm: 'moved-to' })))[0] ?? {
-    vm: 'moved-to', packets: 0, misses: 0, missRate: null, serviceP95Ms: null, meanQueueWaitMs: null, meanComputeMs: null, meanServiceMs: null, backlogAgeMs: 0, probeSlowdown: null,
-  };
 }
 
 function thresholdsOf(settings: InterferenceSettings): Record<string, number> {

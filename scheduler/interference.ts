@@ -64,22 +64,11 @@ export class InterferenceDetector {
 
   /** The windows since the last call, per VM (a worker seen for the first time counts from its start). */
   windows(samples: readonly WorkerSample[]): VmWindow[] {
-    const byVm = new Map<string, WorkerHealth[]>();
-    const backlog = new Map<string, number>();
-    const probe = new Map<string, number | null>();
-    for (const sample of samples) {
-      backlog.set(sample.vm, Math.max(backlog.get(sample.vm) ?? 0, sample.backlogAgeMs));
-      if (!byVm.has(sample.vm)) byVm.set(sample.vm, []);
-      if (sample.health === null) continue;
-      const before = this.#previous.get(sample.worker);
-      // Counters that went down belong to a restarted worker: all of the new ones are this window's.
-      const delta = before === undefined || sample.health.packets < before.packets ? sample.health : subtract(sample.health, before);
-      this.#previous.set(sample.worker, sample.health);
-      byVm.get(sample.vm)?.push(delta);
-      const slowdown = sample.health.probeSlowdown;
-      if (slowdown !== null) probe.set(sample.vm, Math.max(probe.get(sample.vm) ?? 0, slowdown));
-    }
-    return [...byVm].map(([vm, deltas]) => summarise(vm, deltas, backlog.get(vm) ?? 0, probe.get(vm) ?? null)).sort((a, b) => (a.vm < b.vm ? -1 : 1));
+    const byVm = new Map<string, WorkerSample[]>();
+    for (const sample of samples) byVm.set(sample.vm, [...(byVm.get(sample.vm) ?? []), sample]);
+    const windows = [...byVm].map(([vm, group]) => windowOf(vm, group, (worker) => this.#previous.get(worker)));
+    for (const sample of samples) if (sample.health !== null) this.#previous.set(sample.worker, sample.health);
+    return windows.sort((a, b) => (a.vm < b.vm ? -1 : 1));
   }
 
   verdict(window: VmWindow): { verdict: Verdict; reason: string } {
@@ -143,20 +132,23 @@ export class InterferenceDetector {
   }
 }
 
-/** The windows of several VMs as one (for the VMs moved monitors went to). */
-export function mergeWindows(name: string, windows: readonly VmWindow[]): VmWindow {
-  const packets = windows.reduce((sum, window) => sum + window.packets, 0);
-  const weighted = (pick: (window: VmWindow) => number | null) => packets === 0 ? null
-    : windows.reduce((sum, window) => sum + (pick(window) ?? 0) * window.packets, 0) / packets;
-  const misses = windows.reduce((sum, window) => sum + window.misses, 0);
-  return {
-    vm: name, packets, misses, missRate: packets === 0 ? null : misses / packets,
-    serviceP95Ms: packets === 0 ? null : Math.max(...windows.filter((window) => window.packets > 0).map((window) => window.serviceP95Ms ?? 0)),
-    meanQueueWaitMs: weighted((window) => window.meanQueueWaitMs), meanComputeMs: weighted((window) => window.meanComputeMs),
-    meanServiceMs: weighted((window) => window.meanServiceMs),
-    backlogAgeMs: Math.max(0, ...windows.map((window) => window.backlogAgeMs)),
-    probeSlowdown: windows.some((window) => window.probeSlowdown !== null) ? Math.max(...windows.map((window) => window.probeSlowdown ?? 0)) : null,
-  };
+/**
+ * The window of a group of workers (a VM's, or those moved monitors went to): each worker's
+ * counters now less its counters `before` (all of them for a worker without earlier counters, or
+ * whose counters went down: it restarted), the oldest queued packet, the slowest probe.
+ */
+export function windowOf(vm: string, samples: readonly WorkerSample[], before: (worker: string) => WorkerHealth | undefined): VmWindow {
+  const deltas: WorkerHealth[] = [];
+  let backlogAgeMs = 0;
+  let probeSlowdown: number | null = null;
+  for (const sample of samples) {
+    backlogAgeMs = Math.max(backlogAgeMs, sample.backlogAgeMs);
+    if (sample.health === null) continue;
+    const earlier = before(sample.worker);
+    deltas.push(earlier === undefined || sample.health.packets < earlier.packets ? sample.health : subtract(sample.health, earlier));
+    if (sample.health.probeSlowdown !== null) probeSlowdown = Math.max(probeSlowdown ?? 0, sample.health.probeSlowdown);
+  }
+  return summarise(vm, deltas, backlogAgeMs, probeSlowdown);
 }
 
 function subtract(now: WorkerHealth, before: WorkerHealth): WorkerHealth {

@@ -16,7 +16,7 @@ import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureInitrd, LibvirtDriver, newestKernel, Virsh } from '../deploy/libvirt/index.js';
+import { asSeenFromGuest, ensureInitrd, LibvirtDriver, newestKernel, Virsh } from '../deploy/libvirt/index.js';
 import { runOnStack, type RunOutcome } from '../stack/run.js';
 import type { StackInfo } from '../stack/stack.js';
 import { EmbeddedRedis } from '../queue/index.js';
@@ -27,8 +27,6 @@ const run = promisify(execFile);
 const enabled = process.env.ECGFAAS_GUEST_TESTS === '1';
 const CONNECT = 'qemu:///system';
 
-/** QEMU's user-mode network: the guest reaches the host's loopback at 10.0.2.2. */
-const fromGuest = (url: string) => url.replace(/\/\/(127\.0\.0\.1|localhost)(?=[:/])/, '//10.0.2.2');
 
 /** Daemons this test file started (and stops when it is done). */
 let startedDaemons = false;
@@ -80,7 +78,7 @@ describe.skipIf(!enabled)('a worker in a real QEMU guest, deployed through libvi
         redis = new Redis(info.redisUrl);
         driver = new LibvirtDriver({
           redis, keys: stack.keys, connect: CONNECT, hypervisor: 'qemu',
-          guestRedisUrl: fromGuest(info.redisUrl), guestS3: { ...info.s3, endpoint: fromGuest(info.s3.endpoint as string) },
+          guestRedisUrl: asSeenFromGuest(info.redisUrl), guestS3: { ...info.s3, endpoint: asSeenFromGuest(info.s3.endpoint as string) },
           kernel, initrd, checkout: repoRoot, stateDir: path.join(scratch, 'state'), workerArgs: ['--prefix', stack.keys.prefix, '--model', 'default'],
         });
         await driver.create({ name: 'gt-1', vcpus: 1, memoryMb: 1024 });
@@ -146,7 +144,7 @@ describe.skipIf(!enabled)('a guest that fails to boot', () => {
       const initrd = path.join(scratch, 'broken.img');
       await writeFile(initrd, 'not a cpio archive');
       const driver = new LibvirtDriver({
-        redis, keys: new RedisKeys('guestbad'), connect: CONNECT, hypervisor: 'qemu', guestRedisUrl: fromGuest(redisUrl),
+        redis, keys: new RedisKeys('guestbad'), connect: CONNECT, hypervisor: 'qemu', guestRedisUrl: asSeenFromGuest(redisUrl),
         guestS3: { region: 'us-east-1', bucket: 'none', forcePathStyle: true, endpoint: 'http://10.0.2.2:1', accessKeyId: 'none', secretAccessKey: 'none' },
         kernel: found?.kernel ?? '/boot/vmlinuz', initrd, checkout: repoRoot, stateDir: path.join(scratch, 'state'), bootTimeoutMs: 120_000,
       });

@@ -118,9 +118,9 @@ export interface WorkerStats {
 export class WarmWorker {
   readonly id: string;
   readonly #options: Required<Omit<WarmWorkerOptions, 'host' | 'vm' | 'workerId'>> & { host: string | null; vm: string | null };
-  /** Compute time of the packets since the last heartbeat, and the smoothed cost per packet the scheduler reads. */
   /**
-   * Packets since the last heartbeat and the process's CPU time then: the cost per packet is CPU
+   * Packets since the last heartbeat and the process's CPU time then, for the smoothed cost per
+   * packet the scheduler reads (#costMsPerPacket): the cost per packet is CPU
    * time (all threads: inference, storage), not wall time, which a starved or throttled VM stretches.
    */
   #costWindow = { packets: 0, cpu: process.cpuUsage() };

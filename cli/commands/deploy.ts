@@ -4,7 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import { listVms, LocalVmDriver, ScaleOutService, vmControl, type VmRecord } from '../../deploy/index.js';
-import { domainXml, ensureInitrd, GUEST_HYPERVISORS, guestSpecs, LibvirtDriver, newestKernel, type GuestHypervisor } from '../../deploy/libvirt/index.js';
+import { asSeenFromGuest, domainXml, ensureInitrd, GUEST_HYPERVISORS, guestSpecs, LibvirtDriver, newestKernel, type GuestHypervisor } from '../../deploy/libvirt/index.js';
 import { s3SettingsFromEnv } from '../../storage/index.js';
 import { RedisKeys } from '../../queue/keys.js';
 import { CliError, integerOption, numberOption, printJson, redisUrlOf, withRedis } from '../common.js';
@@ -144,11 +144,6 @@ export function registerDeploy(program: Command): void {
         else process.stdout.write(`${name}: ${record.state}\n`);
       });
     });
-}
-
-/** QEMU's user-mode network: a guest reaches the host's loopback at 10.0.2.2. */
-function asSeenFromGuest(url: string): string {
-  return url.replace(/\/\/(127\.0\.0\.1|localhost)(?=[:/]|$)/, '//10.0.2.2');
 }
 
 /** `ecgfaas deploy --driver libvirt`: guests of one worker each, kept until Ctrl-C, then shut down and removed. */

@@ -55,3 +55,8 @@ export function guestSpec(name: string, index: number, options: Omit<GuestOption
     };
   }
 }
+
+/** A URL on the host's loopback as a guest on QEMU's user-mode network reaches it (the host is 10.0.2.2 there). */
+export function asSeenFromGuest(url: string): string {
+  return url.replace(/\/\/(127\.0\.0\.1|localhost)(?=[:/]|$)/, '//10.0.2.2');
+}
