@@ -10,6 +10,7 @@ import { registerData } from './commands/data.js';
 import { registerEval } from './commands/eval.js';
 import { registerModel } from './commands/model.js';
 import { registerDeploy } from './commands/deploy.js';
+import { registerImage } from './commands/image.js';
 import { registerPlacement } from './commands/placement.js';
 import { registerPlan } from './commands/plan.js';
 import { registerS3Server, registerWorker } from './commands/worker.js';
@@ -43,6 +44,7 @@ export function buildProgram(): Command {
   registerPlan(program);
   registerPlacement(program);
   registerDeploy(program);
+  registerImage(program);
   // Subcommands inherit exitOverride only when set before they are added; set it on all of them.
   for (const command of program.commands) {
     command.exitOverride();

@@ -1,16 +1,18 @@
 /**
  * The libvirt driver's parts against Debian's libvirt: the domain XML of each kind of guest passes
  * libvirt's own schema (virt-xml-validate), runs a whole lifecycle on libvirt's test driver, and
- * virsh's errors become ours. (A real QEMU guest booted through libvirt is the next step of issue 5.)
+ * virsh's errors become ours; the per-guest seeded initramfs carries the worker's secrets. (Real
+ * QEMU guests booted through libvirt: guest.isolated.test.ts.)
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { XMLParser } from 'fast-xml-parser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { domainXml, GUEST_HYPERVISORS, guestSpecs, Virsh, type GuestHypervisor, type GuestSpec } from '../deploy/libvirt/index.js';
+import { domainXml, GUEST_HYPERVISORS, guestSpecs, seededInitrd, Virsh, type GuestHypervisor, type GuestSpec } from '../deploy/libvirt/index.js';
 import { ecgfaas } from './support/processes.js';
 
 const run = promisify(execFile);
@@ -110,12 +112,44 @@ describe('guest specs and errors', () => {
   it('gives each VM its name, worker id and share, and pins vCPUs round robin', () => {
     const specs = guestSpecs({ hypervisor: 'qemu', vms: 2, namePrefix: 'g', vcpus: 1, memoryMb: 512, kernel: '/k', initrd: '/i', pinCpus: [1] });
     expect(specs.map((spec) => [spec.name, spec.cpuset, 'kernel' in spec.boot ? spec.boot.cmdline : null])).toEqual([
-      ['g-1', [1], 'console=ttyS0 quiet panic=-1 ecgfaas.vm=g-1 ecgfaas.worker=g-1-w1 ecgfaas.root=9p:hostroot'],
-      ['g-2', [1], 'console=ttyS0 quiet panic=-1 ecgfaas.vm=g-2 ecgfaas.worker=g-2-w1 ecgfaas.root=9p:hostroot'],
+      ['g-1', [1], 'console=ttyS0 quiet panic=-1 ecgfaas.vm=g-1 ecgfaas.worker=g-1-w1 ecgfaas.root=9p:hostroot ecgfaas.net=user'],
+      ['g-2', [1], 'console=ttyS0 quiet panic=-1 ecgfaas.vm=g-2 ecgfaas.worker=g-2-w1 ecgfaas.root=9p:hostroot ecgfaas.net=user'],
     ]);
-    expect(guestSpecs({ hypervisor: 'xen-pv', vms: 1, namePrefix: 'x', vcpus: 1, memoryMb: 512, kernel: '/k', initrd: '/i' })[0]).toMatchObject({
-      network: { kind: 'bridge', name: 'xenbr0' }, boot: { cmdline: expect.stringContaining('console=hvc0') },
+  });
+
+  it('gives Xen guests the root image on their block frontend, a bridge and DHCP; no 9p', () => {
+    for (const hypervisor of ['xen-pv', 'xen-hvm'] as const) {
+      const [spec] = guestSpecs({ hypervisor, vms: 1, namePrefix: 'x', vcpus: 1, memoryMb: 512, kernel: '/k', initrd: '/i', rootImage: '/images/rootfs.img' });
+      expect(spec).toMatchObject({
+        network: { kind: 'bridge', name: 'xenbr0' }, disks: [{ file: '/images/rootfs.img', readonly: true, format: 'raw' }],
+        boot: { cmdline: expect.stringContaining(`${hypervisor === 'xen-pv' ? 'console=hvc0' : 'console=ttyS0'} quiet panic=-1 ecgfaas.vm=x-1 ecgfaas.worker=x-1-w1 ecgfaas.root=disk:/dev/xvda ecgfaas.net=dhcp`) },
+      });
+      expect(spec?.shares).toBeUndefined();
+      expect(domainXml(spec as GuestSpec)).toMatch(/<target dev="xvda" bus="xen"\/>\s*<readonly\/>/);
+      expect(() => guestSpecs({ hypervisor, vms: 1, namePrefix: 'x', vcpus: 1, memoryMb: 512, kernel: '/k', initrd: '/i' })).toThrow(/no 9p share of the host's root; give them a root image/);
+    }
+    const [kvm] = guestSpecs({ hypervisor: 'kvm', vms: 1, namePrefix: 'k', vcpus: 1, memoryMb: 512, kernel: '/k', initrd: '/i', rootImage: '/images/rootfs.img', net: 'static:10.1.0.5/24:10.1.0.1:10.1.0.1' });
+    expect(kvm?.boot).toMatchObject({ cmdline: expect.stringContaining('ecgfaas.root=disk:/dev/vda ecgfaas.net=static:10.1.0.5/24:10.1.0.1:10.1.0.1') });
+    expect(() => guestSpecs({ hypervisor: 'kvm', vms: 1, namePrefix: 'k', vcpus: 1, memoryMb: 512, kernel: '/k', initrd: '/i', net: 'static:10.1.0.5' })).toThrow(/network setting "static:10.1.0.5"/);
+  });
+
+  it('appends a seed archive to a copy of the initramfs (mode 0600), which the kernel unpacks after the base', async () => {
+    const base = path.join(dir, 'base.img');
+    const baseArchive = gzipSync(Buffer.from('base archive stands here'));
+    await writeFile(base, baseArchive);
+    const out = await seededInitrd(base, path.join(dir, 'seeded', 'g.initrd'), { 'seed/worker.env': "AWS_SECRET_ACCESS_KEY='s3cr3t'\n" });
+    expect((await stat(out)).mode & 0o777).toBe(0o600);
+    const combined = await readFile(out);
+    expect(combined.subarray(0, baseArchive.length).equals(baseArchive)).toBe(true);
+    const seed = gunzipSync(combined.subarray(baseArchive.length));
+    const listing = await new Promise<string>((resolve, reject) => {
+      const child = execFile('cpio', ['-itv', '--quiet'], (error, stdout) => (error ? reject(error) : resolve(stdout)));
+      child.stdin?.end(seed);
     });
+    expect(listing).toMatch(/^drwx------ .* root +root .* seed$/m);
+    expect(listing).toMatch(/^-rw------- .* root +root .* seed\/worker\.env$/m);
+    expect(seed.toString('latin1')).toContain("AWS_SECRET_ACCESS_KEY='s3cr3t'");
+    await expect(seededInitrd(base, path.join(dir, 'bad.initrd'), { '../escape': 'x' })).rejects.toMatchObject({ code: 'DEPLOY_INITRD_FAILED' });
   });
 });
 
@@ -129,6 +163,29 @@ describe('ecgfaas deploy --driver libvirt', () => {
       expect(xml).toContain(`<name>vm-${index + 1}</name>`);
       expect(await validate(xml, `cli-${index}`)).toMatch(/validates$/);
     }
+  });
+
+  it('--print-xml for Xen guests attaches the root image (default .ecgfaas/guest/rootfs.img) read-only, and the XML validates', async () => {
+    for (const hypervisor of ['xen-pv', 'xen-hvm']) {
+      const result = await ecgfaas(['deploy', '--driver', 'libvirt', '--hypervisor', hypervisor, '--vms', '1', '--print-xml']);
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stdout).toMatch(/<source file="[^"]*\/\.ecgfaas\/guest\/rootfs\.img"\/>/);
+      expect(result.stdout).toContain('ecgfaas.root=disk:/dev/xvda ecgfaas.net=dhcp');
+      expect(await validate(result.stdout, `cli-${hypervisor}`)).toMatch(/validates$/);
+    }
+    const qemu = await ecgfaas(['deploy', '--driver', 'libvirt', '--hypervisor', 'qemu', '--vms', '1', '--disk', '/images/r.img', '--guest-net', 'dhcp', '--print-xml']);
+    expect(qemu.stdout).toMatch(/<source file="\/images\/r\.img"\/>\s*<target dev="vda" bus="virtio"\/>\s*<readonly\/>/);
+    expect(qemu.stdout).not.toContain('hostroot');
+  });
+
+  it('refuses a bad --guest-net, a missing root image, and a bridge without the guests\' endpoints, before touching anything', async () => {
+    const net = await ecgfaas(['deploy', '--driver', 'libvirt', '--vms', '1', '--guest-net', 'static:10.0.0.1', '--print-xml']);
+    expect([net.code, net.stderr]).toEqual([2, expect.stringContaining('[CLI_BAD_OPTION]: --guest-net "static:10.0.0.1"')]);
+    const image = await ecgfaas(['deploy', '--driver', 'libvirt', '--hypervisor', 'xen-pv', '--vms', '1', '--disk', path.join(dir, 'none.img')]);
+    expect([image.code, image.stderr]).toEqual([2, expect.stringMatching(/\[CLI_NO_IMAGE\]: root image .*none\.img not found: build it with `ecgfaas image build/)]);
+    await writeFile(path.join(dir, 'some.img'), '');
+    const endpoints = await ecgfaas(['deploy', '--driver', 'libvirt', '--hypervisor', 'xen-hvm', '--vms', '1', '--disk', path.join(dir, 'some.img'), '--redis', 'redis://127.0.0.1:1']);
+    expect([endpoints.code, endpoints.stderr]).toEqual([2, expect.stringContaining('[CLI_GUEST_ENDPOINTS]:')]);
   });
 
   it('refuses fractional vCPUs and several workers for a guest, before touching anything', async () => {

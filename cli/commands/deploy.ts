@@ -1,10 +1,11 @@
 /** `ecgfaas deploy`, `ecgfaas vms`, `ecgfaas vm pause|resume|shutdown|destroy NAME`: VMs and their warm workers. */
-import { mkdir } from 'node:fs/promises';
+import { access, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import { listVms, LocalVmDriver, ScaleOutService, vmControl, type VmRecord } from '../../deploy/index.js';
-import { asSeenFromGuest, domainXml, ensureInitrd, GUEST_HYPERVISORS, guestSpecs, LibvirtDriver, newestKernel, type GuestHypervisor } from '../../deploy/libvirt/index.js';
+import { DEFAULT_ROOT_IMAGE } from '../../deploy/image/index.js';
+import { asSeenFromGuest, domainXml, ensureInitrd, GUEST_HYPERVISORS, guestSpecs, isGuestNet, LibvirtDriver, newestKernel, type GuestHypervisor, type LibvirtDriverOptions } from '../../deploy/libvirt/index.js';
 import { s3SettingsFromEnv } from '../../storage/index.js';
 import { RedisKeys } from '../../queue/keys.js';
 import { CliError, integerOption, numberOption, printJson, redisUrlOf, withRedis } from '../common.js';
@@ -19,6 +20,8 @@ function formatVms(records: VmRecord[]): string {
   }
   return lines.join('\n');
 }
+
+const DEFAULT_INITRD = '.ecgfaas/guest/initrd.img';
 
 /** This checkout (guests see it at the same path, through the host's root). */
 const CHECKOUT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -35,9 +38,11 @@ export function registerDeploy(program: Command): void {
     .option('--guest-redis <url>', 'libvirt: Redis as the guests reach it (default: --redis, its loopback address as 10.0.2.2 for QEMU user networking)')
     .option('--guest-s3-endpoint <url>', 'libvirt: S3 as the guests reach it (default: ECGFAAS_S3_ENDPOINT, loopback as 10.0.2.2)')
     .option('--boot-timeout-s <s>', 'libvirt: how long a guest may take to start its worker', integerOption('--boot-timeout-s', 10, 3600), 300)
-    .option('--initrd <path>', 'libvirt: initramfs that starts the worker', '.ecgfaas/guest/initrd.img')
+    .option('--initrd <path>', 'libvirt: initramfs that starts the worker (the default is built, and rebuilt when its sources change; another is built only when missing)', DEFAULT_INITRD)
     .option('--cmdline <text>', 'libvirt: appended to the guests\' kernel command line')
-    .option('--disk <image>', 'libvirt: boot this disk image instead of a kernel')
+    .option('--disk <image>', `libvirt: the workers' root file system, a disk image from \`ecgfaas image build\`, attached read-only (default: KVM and QEMU guests see the host's root over 9p; Xen guests take ${DEFAULT_ROOT_IMAGE})`)
+    .option('--guest-net <mode>', 'libvirt: how guests set up their network: user (QEMU user networking), dhcp, static:ADDR/PREFIX:GATEWAY[:DNS] (default: user on QEMU user networking, else dhcp)')
+    .option('--bridge <name>', 'libvirt: attach the guests to this host bridge (default for Xen: xenbr0; KVM and QEMU: user networking)')
     .option('--pin-cpus <list>', 'libvirt: pin vCPUs to these host CPUs, e.g. 1,2,3')
     .requiredOption('--vms <n>', 'VMs to start', integerOption('--vms', 1, 64))
     .option('--vcpus <n>', 'vCPUs of each VM (local: its cgroup CPU quota, fractions allowed)', numberOption('--vcpus', 0.01, 256), 1)
@@ -55,25 +60,35 @@ export function registerDeploy(program: Command): void {
       vms: number; vcpus: number; memoryMb: number; workersPerVm: number; namePrefix: string; model: string; extraComputeMs: number;
       logs?: string; confine: boolean; scaleOut: boolean; redis?: string; prefix: string;
       driver: 'local' | 'libvirt'; hypervisor: GuestHypervisor; connect: string; printXml?: boolean; kernel?: string; initrd: string; cmdline?: string; disk?: string; pinCpus?: string;
-      guestRedis?: string; guestS3Endpoint?: string; bootTimeoutS: number;
+      guestRedis?: string; guestS3Endpoint?: string; bootTimeoutS: number; guestNet?: string; bridge?: string;
     }) => {
       if (!/^[A-Za-z0-9_-]{1,40}$/.test(flags.namePrefix)) throw new CliError('CLI_BAD_NAME', `--name-prefix "${flags.namePrefix}" must be 1-40 of [A-Za-z0-9_-]`, 2);
       if (flags.driver === 'libvirt') {
         if (!Number.isInteger(flags.vcpus)) throw new CliError('CLI_BAD_NUMBER', `--vcpus ${flags.vcpus}: a libvirt guest has whole vCPUs`, 2);
         const pinCpus = flags.pinCpus?.split(',').map((cpu) => Number(cpu.trim()));
         if (pinCpus?.some((cpu) => !Number.isInteger(cpu) || cpu < 0)) throw new CliError('CLI_BAD_NUMBER', `--pin-cpus "${flags.pinCpus}" must list host CPU numbers, e.g. 1,2,3`, 2);
+        if (flags.guestNet !== undefined && !isGuestNet(flags.guestNet)) {
+          throw new CliError('CLI_BAD_OPTION', `--guest-net "${flags.guestNet}" must be user, dhcp or static:ADDRESS/PREFIX:GATEWAY[:DNS]`, 2);
+        }
         const kernel = flags.kernel ?? (await newestKernel())?.kernel ?? '/boot/vmlinuz';
+        const xen = flags.hypervisor.startsWith('xen');
+        const disk = flags.disk ?? (xen ? DEFAULT_ROOT_IMAGE : undefined);
+        const guest = {
+          kernel, ...(disk !== undefined ? { rootImage: path.resolve(disk) } : {}), ...(pinCpus !== undefined ? { pinCpus } : {}),
+          ...(flags.guestNet !== undefined ? { net: flags.guestNet } : {}), ...(flags.bridge !== undefined ? { network: { kind: 'bridge' as const, name: flags.bridge } } : {}),
+        };
         if (flags.printXml) {
           const specs = guestSpecs({
             hypervisor: flags.hypervisor, vms: flags.vms, namePrefix: flags.namePrefix, vcpus: flags.vcpus, memoryMb: flags.memoryMb,
-            kernel, initrd: path.resolve(flags.initrd), runAsRoot: process.getuid?.() === 0,
-            ...(flags.cmdline !== undefined ? { cmdline: flags.cmdline } : {}), ...(flags.disk !== undefined ? { disk: path.resolve(flags.disk) } : {}),
-            ...(pinCpus !== undefined ? { pinCpus } : {}),
+            initrd: path.resolve(flags.initrd), runAsRoot: process.getuid?.() === 0, ...(flags.cmdline !== undefined ? { cmdline: flags.cmdline } : {}), ...guest,
           });
           process.stdout.write(`${specs.map((spec) => domainXml(spec).trimEnd()).join('\n---\n')}\n`);
           return;
         }
-        await deployGuests(flags, { kernel, ...(pinCpus !== undefined ? { pinCpus } : {}) });
+        if (disk !== undefined && !(await access(disk).then(() => true, () => false))) {
+          throw new CliError('CLI_NO_IMAGE', `root image ${disk} not found: build it with \`ecgfaas image build --out ${disk}\`${xen ? ' (Xen guests have no 9p share of the host\'s root)' : ''}`, 2);
+        }
+        await deployGuests(flags, guest);
         return;
       }
       const url = redisUrlOf(flags.redis);
@@ -152,21 +167,26 @@ async function deployGuests(
     vms: number; vcpus: number; memoryMb: number; namePrefix: string; model: string; extraComputeMs: number; redis?: string; prefix: string;
     hypervisor: GuestHypervisor; connect: string; initrd: string; guestRedis?: string; guestS3Endpoint?: string; bootTimeoutS: number; workersPerVm: number;
   },
-  guest: { kernel: string; pinCpus?: number[] },
+  guest: Pick<LibvirtDriverOptions, 'kernel' | 'rootImage' | 'net' | 'pinCpus' | 'network'>,
 ): Promise<void> {
   if (flags.workersPerVm !== 1) throw new CliError('CLI_BAD_NUMBER', 'a libvirt guest runs one worker (--workers-per-vm 1)', 2);
   const url = redisUrlOf(flags.redis);
+  // The host's loopback is 10.0.2.2 only on QEMU's user-mode network; on a bridge the guests need real addresses.
+  const bridged = guest.network !== undefined || flags.hypervisor.startsWith('xen');
+  const endpointsNeeded = () => new CliError('CLI_GUEST_ENDPOINTS', 'guests on a bridge reach Redis and S3 at addresses of the host\'s network: give --guest-redis and --guest-s3-endpoint', 2);
+  if (bridged && flags.guestRedis === undefined) throw endpointsNeeded();
   const s3 = s3SettingsFromEnv();
+  if (bridged && s3.endpoint !== undefined && flags.guestS3Endpoint === undefined) throw endpointsNeeded();
   const kernelVersion = path.basename(guest.kernel).replace(/^vmlinuz-/, '');
-  const initrd = await ensureInitrd(path.resolve(flags.initrd), /^\d/.test(kernelVersion) ? kernelVersion : undefined);
+  const initrd = await ensureInitrd(path.resolve(flags.initrd), /^\d/.test(kernelVersion) ? kernelVersion : undefined, { keepExisting: flags.initrd !== DEFAULT_INITRD });
   await withRedis(url, async (redis) => {
     const driver = new LibvirtDriver({
       redis, keys: new RedisKeys(flags.prefix), connect: flags.connect, hypervisor: flags.hypervisor,
       guestRedisUrl: flags.guestRedis ?? asSeenFromGuest(url),
       guestS3: { ...s3, ...(s3.endpoint !== undefined || flags.guestS3Endpoint !== undefined ? { endpoint: flags.guestS3Endpoint ?? asSeenFromGuest(s3.endpoint as string) } : {}) },
-      kernel: guest.kernel, initrd, checkout: CHECKOUT, stateDir: path.resolve('.ecgfaas', 'guest'), bootTimeoutMs: flags.bootTimeoutS * 1000,
+      initrd, checkout: CHECKOUT, stateDir: path.resolve('.ecgfaas', 'guest'), bootTimeoutMs: flags.bootTimeoutS * 1000,
       workerArgs: ['--prefix', flags.prefix, '--model', flags.model, '--extra-compute-ms', String(flags.extraComputeMs)],
-      ...(guest.pinCpus !== undefined ? { pinCpus: guest.pinCpus } : {}),
+      ...guest,
     });
     const stopped = untilSignal();
     try {

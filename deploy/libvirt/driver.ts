@@ -1,31 +1,28 @@
 /**
  * The libvirt deploy driver: each VM is a libvirt domain (KVM, QEMU, Xen HVM or Xen PV) behind any
  * connection URI, booting the platform's initramfs (build-initrd.sh), which starts one warm worker
- * by itself (guest-init.sh). The worker learns its VM, worker id and Redis from the kernel command
- * line, and its S3 settings (secrets) from an env file the driver writes on the host (mode 0600)
- * and the guest reads over its 9p view of the host's root.
+ * by itself (guest-init.sh) over the host's root (9p) or a root image (`ecgfaas image build`). The
+ * worker learns its VM, worker id, Redis, root and network from the kernel command line, and its
+ * S3 settings (secrets) from a seed archive the driver appends to a per-guest copy of the
+ * initramfs (mode 0600 on the host; see initramfs.ts).
  *
  * start() resolves once the guest's worker heartbeats; a guest that powers off or does not come up
  * in time is torn down (destroyed, undefined, its files and record removed) and the error carries
  * the end of its console log. Pause, resume, shut down and destroy go through vmControl (deploy/vms.ts),
  * so `ecgfaas vm ...` and the scheduler's idle-VM policy act on libvirt guests as on local VMs.
  */
-import { execFile } from 'node:child_process';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import type { Redis } from 'ioredis';
 import { EcgFaasError } from '../../contracts/errors.js';
 import type { RedisKeys } from '../../queue/keys.js';
 import type { S3Settings } from '../../storage/index.js';
 import { listVms, readVm, vmControl, VmError, writeVm, type DeployDriver, type VmRecord, type VmSpec } from '../vms.js';
 import { domainXml, type GuestHypervisor, type GuestSpec } from './domain.js';
-import { guestSpec } from './guests.js';
+import { guestSpec, IMAGE_CHECKOUT } from './guests.js';
+import { seededInitrd } from './initramfs.js';
 import { Virsh } from './virsh.js';
-
-const run = promisify(execFile);
 
 export interface LibvirtDriverOptions {
   redis: Redis;
@@ -38,10 +35,15 @@ export interface LibvirtDriverOptions {
   /** S3 as the guests reach it. */
   guestS3: S3Settings;
   kernel: string;
+  /** The base initramfs (ensureInitrd); each guest boots a copy with its seed appended. */
   initrd: string;
-  /** The project's checkout as the guest sees it (through the host's root over 9p: the same path). */
+  /** The project's checkout as the guest sees it through the host's root over 9p (the same path); unused with a root image. */
   checkout: string;
-  /** Env files and console logs of the guests (the guests must see it: on the host's root). */
+  /** The workers' root file system (`ecgfaas image build`), attached read-only; default: the host's root over 9p (KVM, QEMU). */
+  rootImage?: string;
+  /** The guests' network set-up (`user`, `dhcp`, `static:...`; see GuestOptions.net). */
+  net?: string;
+  /** Seeded initramfs copies, domain XML and console logs of the guests. */
   stateDir: string;
   /** `ecgfaas worker` arguments (e.g. --prefix, --model, --extra-compute-ms), without spaces in any. */
   workerArgs?: string[];
@@ -76,7 +78,7 @@ export class LibvirtDriver implements DeployDriver {
 
   #files(name: string) {
     return {
-      env: path.join(this.#o.stateDir, `${name}.env`),
+      initrd: path.join(this.#o.stateDir, `${name}.initrd`),
       xml: path.join(this.#o.stateDir, `${name}.xml`),
       console: path.join(this.#o.stateDir, `${name}.console.log`),
     };
@@ -87,12 +89,14 @@ export class LibvirtDriver implements DeployDriver {
     const files = this.#files(spec.name);
     const args = (this.#o.workerArgs ?? []).join(',');
     return guestSpec(spec.name, index, {
-      hypervisor: this.#o.hypervisor, vcpus: spec.vcpus, memoryMb: spec.memoryMb, kernel: this.#o.kernel, initrd: this.#o.initrd,
+      hypervisor: this.#o.hypervisor, vcpus: spec.vcpus, memoryMb: spec.memoryMb, kernel: this.#o.kernel, initrd: files.initrd,
       runAsRoot: process.getuid?.() === 0, consoleDir: this.#o.stateDir,
       cmdline: [
-        `ecgfaas.redis=${this.#o.guestRedisUrl}`, `ecgfaas.dir=${this.#o.checkout}`, `ecgfaas.env=${files.env}`, `ecgfaas.host=${this.#o.host ?? hostname()}`,
+        `ecgfaas.redis=${this.#o.guestRedisUrl}`, `ecgfaas.dir=${this.#o.rootImage !== undefined ? IMAGE_CHECKOUT : this.#o.checkout}`, `ecgfaas.host=${this.#o.host ?? hostname()}`,
         ...(args !== '' ? [`ecgfaas.args=${args}`] : []),
       ].join(' '),
+      ...(this.#o.rootImage !== undefined ? { rootImage: this.#o.rootImage } : {}),
+      ...(this.#o.net !== undefined ? { net: this.#o.net } : {}),
       ...(this.#o.pinCpus !== undefined ? { pinCpus: this.#o.pinCpus } : {}),
       ...(this.#o.network !== undefined ? { network: this.#o.network } : {}),
     });
@@ -109,9 +113,11 @@ export class LibvirtDriver implements DeployDriver {
       ECGFAAS_S3_ENDPOINT: s3.endpoint ?? '', ECGFAAS_S3_BUCKET: s3.bucket, ECGFAAS_S3_PATH_STYLE: String(s3.forcePathStyle), AWS_REGION: s3.region,
       AWS_ACCESS_KEY_ID: s3.accessKeyId ?? '', AWS_SECRET_ACCESS_KEY: s3.secretAccessKey ?? '', ECGFAAS_LOG_LEVEL: 'info',
     };
-    await writeFile(files.env, Object.entries(env).map(([key, value]) => `${key}='${value.replace(/'/g, "'\\''")}'`).join('\n') + '\n', { mode: 0o600 });
-    await writeFile(files.xml, domainXml(guest));
     try {
+      await seededInitrd(this.#o.initrd, files.initrd, {
+        'seed/worker.env': Object.entries(env).map(([key, value]) => `${key}='${value.replace(/'/g, "'\\''")}'`).join('\n') + '\n',
+      });
+      await writeFile(files.xml, domainXml(guest));
       await this.#virsh.call(['define', files.xml], `defining ${spec.name}`);
     } catch (error) {
       await this.#removeFiles(spec.name);
@@ -191,16 +197,8 @@ export class LibvirtDriver implements DeployDriver {
 
   async #removeFiles(name: string): Promise<void> {
     const files = this.#files(name);
-    await Promise.all([files.env, files.xml, files.console].map((file) => rm(file, { force: true })));
+    await Promise.all([files.initrd, files.xml, files.console].map((file) => rm(file, { force: true })));
   }
-}
-
-/** The guest initramfs at `file`, built (build-initrd.sh: busybox, modules, init) when missing. */
-export async function ensureInitrd(file: string, kernelVersion?: string): Promise<string> {
-  if (await readFile(file).then(() => true, () => false)) return file;
-  const script = path.join(path.dirname(fileURLToPath(import.meta.url)), 'build-initrd.sh');
-  await run('bash', [script, file, ...(kernelVersion !== undefined ? [kernelVersion] : [])]);
-  return file;
 }
 
 /** The newest Debian kernel in /boot (`vmlinuz-<version>`) with its version, or null. */

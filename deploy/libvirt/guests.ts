@@ -1,11 +1,16 @@
 /**
  * The guests `ecgfaas deploy --driver libvirt` makes, from its flags: one GuestSpec per VM. A guest
  * boots a kernel (default: the host's, `/boot/vmlinuz`) with the platform's initramfs, which starts
- * the worker by itself; what the worker needs to know (its VM, its worker id) is on the kernel
- * command line, under `ecgfaas.*`. KVM and QEMU guests see the host's root file system read-only
- * over 9p (tag `hostroot`), so the worker runs this very checkout; Xen guests take a disk image.
+ * the worker by itself; what the worker needs to know (its VM, its worker id, its root, its
+ * network) is on the kernel command line, under `ecgfaas.*`. Its root file system is either the
+ * host's, read-only over 9p (KVM and QEMU only: the worker runs this very checkout), or a root
+ * image (`ecgfaas image build`: Debian with Node and the platform under /opt/ecgfaas), attached
+ * read-only to every guest (any hypervisor; Xen guests have no 9p, so they always take one).
  */
-import type { GuestHypervisor, GuestSpec } from './domain.js';
+import { GuestSpecError, type GuestHypervisor, type GuestSpec } from './domain.js';
+
+/** Where a root image (`ecgfaas image build`) holds the platform. */
+export const IMAGE_CHECKOUT = '/opt/ecgfaas';
 
 export interface GuestOptions {
   hypervisor: GuestHypervisor;
@@ -17,8 +22,14 @@ export interface GuestOptions {
   initrd: string;
   /** Appended to the kernel command line. */
   cmdline?: string;
-  /** Boot this disk image instead of a kernel. */
-  disk?: string;
+  /** The workers' root file system: a raw ext4 image (`ecgfaas image build`), shared read-only. Needed for Xen. */
+  rootImage?: string;
+  /**
+   * How the guest's init configures its network: `user` (QEMU's user-mode network, static
+   * 10.0.2.15), `dhcp`, or `static:ADDRESS/PREFIX:GATEWAY[:DNS]`. Default: `user` on a user-mode
+   * network, else `dhcp`.
+   */
+  net?: string;
   /** Pin each VM's vCPUs to these host CPUs, VM i from the i-th group of `vcpus` CPUs (round robin). */
   pinCpus?: readonly number[];
   network?: GuestSpec['network'];
@@ -31,29 +42,44 @@ export function guestSpecs(options: GuestOptions): GuestSpec[] {
   return Array.from({ length: options.vms }, (_, index) => guestSpec(`${options.namePrefix}-${index + 1}`, index, options));
 }
 
+/** Whether `net` is a network setting the guest's init understands (GuestOptions.net). */
+export function isGuestNet(net: string): boolean {
+  return GUEST_NET.test(net);
+}
+
+const GUEST_NET = /^(user|dhcp|static:\d{1,3}(\.\d{1,3}){3}\/\d{1,2}:\d{1,3}(\.\d{1,3}){3}(:\d{1,3}(\.\d{1,3}){3})?)$/;
+
 /** The index-th guest, named `name` (its pinned CPUs follow from the index). */
 export function guestSpec(name: string, index: number, options: Omit<GuestOptions, 'vms' | 'namePrefix'>): GuestSpec {
-  const sharesRoot = options.hypervisor === 'kvm' || options.hypervisor === 'qemu';
-  {
-    const pins = options.pinCpus;
-    const cmdline = [
-      // A Xen PV guest's console is the hypervisor's (hvc0); the others' a serial port.
-      // panic=-1: a guest whose kernel panics reboots at once, and libvirt ends it (on_reboot destroy), so a failed boot shows.
-      options.hypervisor === 'xen-pv' ? 'console=hvc0' : 'console=ttyS0', 'quiet', 'panic=-1', `ecgfaas.vm=${name}`, `ecgfaas.worker=${name}-w1`, ...(sharesRoot && options.disk === undefined ? ['ecgfaas.root=9p:hostroot'] : []),
-      ...(options.cmdline !== undefined ? [options.cmdline] : []),
-    ].join(' ');
-    return {
-      name, hypervisor: options.hypervisor, vcpus: options.vcpus, memoryMb: options.memoryMb,
-      ...(pins !== undefined && pins.length > 0 ? { cpuset: Array.from({ length: options.vcpus }, (_, vcpu) => pins[(index * options.vcpus + vcpu) % pins.length] as number) } : {}),
-      boot: options.disk !== undefined ? { disk: options.disk } : { kernel: options.kernel, initrd: options.initrd, cmdline },
-      ...(sharesRoot && options.disk === undefined ? { shares: [{ source: '/', tag: 'hostroot', readonly: true }] } : {}),
-      // QEMU's user-mode network needs no set-up on the host (the guest reaches it at 10.0.2.2); Xen has none: its bridge.
-      network: options.network ?? (sharesRoot ? { kind: 'user' } : { kind: 'bridge', name: 'xenbr0' }),
-      // QEMU runs as an unprivileged user unless told otherwise; files under /root need root (Xen's device model is root already).
-      ...(options.runAsRoot && sharesRoot ? { runAsRoot: true } : {}),
-      ...(options.consoleDir !== undefined ? { consoleLog: `${options.consoleDir}/${name}.console.log` } : {}),
-    };
+  const qemuFamily = options.hypervisor === 'kvm' || options.hypervisor === 'qemu';
+  const image = options.rootImage;
+  if (image === undefined && !qemuFamily) {
+    throw new GuestSpecError(`guest ${name}: ${options.hypervisor} guests have no 9p share of the host's root; give them a root image (ecgfaas image build, then --disk IMAGE)`);
   }
+  // QEMU's user-mode network needs no set-up on the host (the guest reaches it at 10.0.2.2); Xen has none: its bridge.
+  const network = options.network ?? (qemuFamily ? { kind: 'user' as const } : { kind: 'bridge' as const, name: 'xenbr0' });
+  const net = options.net ?? (network.kind === 'user' ? 'user' : 'dhcp');
+  if (!isGuestNet(net)) throw new GuestSpecError(`guest ${name}: network setting "${net}" must be user, dhcp or static:ADDRESS/PREFIX:GATEWAY[:DNS]`);
+  // The root image is the guest's first disk: vda on virtio, xvda on Xen's block frontend.
+  const rootDevice = options.hypervisor.startsWith('xen') ? '/dev/xvda' : '/dev/vda';
+  const pins = options.pinCpus;
+  const cmdline = [
+    // A Xen PV guest's console is the hypervisor's (hvc0); the others' a serial port.
+    // panic=-1: a guest whose kernel panics reboots at once, and libvirt ends it (on_reboot destroy), so a failed boot shows.
+    options.hypervisor === 'xen-pv' ? 'console=hvc0' : 'console=ttyS0', 'quiet', 'panic=-1', `ecgfaas.vm=${name}`, `ecgfaas.worker=${name}-w1`,
+    image !== undefined ? `ecgfaas.root=disk:${rootDevice}` : 'ecgfaas.root=9p:hostroot', `ecgfaas.net=${net}`,
+    ...(options.cmdline !== undefined ? [options.cmdline] : []),
+  ].join(' ');
+  return {
+    name, hypervisor: options.hypervisor, vcpus: options.vcpus, memoryMb: options.memoryMb,
+    ...(pins !== undefined && pins.length > 0 ? { cpuset: Array.from({ length: options.vcpus }, (_, vcpu) => pins[(index * options.vcpus + vcpu) % pins.length] as number) } : {}),
+    boot: { kernel: options.kernel, initrd: options.initrd, cmdline },
+    ...(image !== undefined ? { disks: [{ file: image, format: 'raw' as const, readonly: true }] } : { shares: [{ source: '/', tag: 'hostroot', readonly: true }] }),
+    network,
+    // QEMU runs as an unprivileged user unless told otherwise; files under /root (and the 0600 seeded initramfs) need root (Xen's device model is root already).
+    ...(options.runAsRoot && qemuFamily ? { runAsRoot: true } : {}),
+    ...(options.consoleDir !== undefined ? { consoleLog: `${options.consoleDir}/${name}.console.log` } : {}),
+  };
 }
 
 /** A URL on the host's loopback as a guest on QEMU's user-mode network reaches it (the host is 10.0.2.2 there). */
