@@ -223,7 +223,7 @@ describe.skipIf(!enabled)('a worker in a guest booted from a root image built fr
 
   it('boots from the image (read-only, over DHCP) and its worker runs Debian\'s Node.js and detects QEMU', () => {
     expect(image.bytes).toBeGreaterThan(100 * 2 ** 20);
-    expect(definedXml).toMatch(/<source file="[^"]*rootfs\.img"\/>[\s\S]*<readonly\/>/);
+    expect(definedXml).toMatch(/<source file=['"][^'"]*rootfs\.img['"]\/>[\s\S]*<readonly\/>/);
     expect(definedXml).toContain('ecgfaas.root=disk:/dev/vda');
     expect(definedXml).not.toContain('hostroot');
     expect(consoleText).toMatch(/root=disk:\/dev\/vda net=dhcp/);

@@ -130,6 +130,11 @@ describe('guest specs and errors', () => {
     }
     const [kvm] = guestSpecs({ hypervisor: 'kvm', vms: 1, namePrefix: 'k', vcpus: 1, memoryMb: 512, kernel: '/k', initrd: '/i', rootImage: '/images/rootfs.img', net: 'static:10.1.0.5/24:10.1.0.1:10.1.0.1' });
     expect(kvm?.boot).toMatchObject({ cmdline: expect.stringContaining('ecgfaas.root=disk:/dev/vda ecgfaas.net=static:10.1.0.5/24:10.1.0.1:10.1.0.1') });
+    // Static addresses count up, one per guest (across an octet too).
+    const statics = guestSpecs({ hypervisor: 'xen-pv', vms: 3, namePrefix: 's', vcpus: 1, memoryMb: 512, kernel: '/k', initrd: '/i', rootImage: '/r.img', net: 'static:10.1.0.254/16:10.1.0.1' });
+    expect(statics.map((spec) => ('kernel' in spec.boot ? spec.boot.cmdline : '')?.match(/ecgfaas\.net=(\S+)/)?.[1])).toEqual([
+      'static:10.1.0.254/16:10.1.0.1', 'static:10.1.0.255/16:10.1.0.1', 'static:10.1.1.0/16:10.1.0.1',
+    ]);
     expect(() => guestSpecs({ hypervisor: 'kvm', vms: 1, namePrefix: 'k', vcpus: 1, memoryMb: 512, kernel: '/k', initrd: '/i', net: 'static:10.1.0.5' })).toThrow(/network setting "static:10.1.0.5"/);
   });
 

@@ -56,6 +56,8 @@ const HYPERVISORS: Record<GuestHypervisor, HypervisorProfile> = {
     diskBus: 'virtio', netModel: 'virtio', console: 'serial', shares: true,
   },
   qemu: { domainType: 'qemu', osType: 'hvm', machine: 'pc', features: ['acpi', 'apic'], diskBus: 'virtio', netModel: 'virtio', console: 'serial', shares: true },
+  // libxl boots HVM guests through its own hvmloader (Debian: /usr/lib/xen-4.17/boot/hvmloader) and
+  // reads <loader> only for UEFI; the element keeps libvirt's documented form of a Xen HVM guest.
   'xen-hvm': {
     domainType: 'xen', osType: 'hvm', machine: 'xenfv', loader: '/usr/lib/xen/boot/hvmloader', features: ['acpi', 'apic', 'pae'],
     diskBus: 'xen', console: 'serial', shares: false,

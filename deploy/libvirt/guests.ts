@@ -26,8 +26,8 @@ export interface GuestOptions {
   rootImage?: string;
   /**
    * How the guest's init configures its network: `user` (QEMU's user-mode network, static
-   * 10.0.2.15), `dhcp`, or `static:ADDRESS/PREFIX:GATEWAY[:DNS]`. Default: `user` on a user-mode
-   * network, else `dhcp`.
+   * 10.0.2.15), `dhcp`, or `static:ADDRESS/PREFIX:GATEWAY[:DNS]` (the i-th guest takes ADDRESS + i).
+   * Default: `user` on a user-mode network, else `dhcp`.
    */
   net?: string;
   /** Pin each VM's vCPUs to these host CPUs, VM i from the i-th group of `vcpus` CPUs (round robin). */
@@ -49,6 +49,14 @@ export function isGuestNet(net: string): boolean {
 
 const GUEST_NET = /^(user|dhcp|static:\d{1,3}(\.\d{1,3}){3}\/\d{1,2}:\d{1,3}(\.\d{1,3}){3}(:\d{1,3}(\.\d{1,3}){3})?)$/;
 
+/** static:ADDRESS/... for the index-th guest: addresses count up from ADDRESS, one per guest. */
+function staticFor(net: string, index: number): string {
+  const [, address = '', rest = ''] = /^static:([\d.]+)(\/.*)$/.exec(net) ?? [];
+  const value = address.split('.').reduce((sum, octet) => sum * 256 + Number(octet), 0) + index;
+  const next = [24, 16, 8, 0].map((shift) => Math.floor(value / 2 ** shift) % 256).join('.');
+  return `static:${next}${rest}`;
+}
+
 /** The index-th guest, named `name` (its pinned CPUs follow from the index). */
 export function guestSpec(name: string, index: number, options: Omit<GuestOptions, 'vms' | 'namePrefix'>): GuestSpec {
   const qemuFamily = options.hypervisor === 'kvm' || options.hypervisor === 'qemu';
@@ -58,8 +66,9 @@ export function guestSpec(name: string, index: number, options: Omit<GuestOption
   }
   // QEMU's user-mode network needs no set-up on the host (the guest reaches it at 10.0.2.2); Xen has none: its bridge.
   const network = options.network ?? (qemuFamily ? { kind: 'user' as const } : { kind: 'bridge' as const, name: 'xenbr0' });
-  const net = options.net ?? (network.kind === 'user' ? 'user' : 'dhcp');
-  if (!isGuestNet(net)) throw new GuestSpecError(`guest ${name}: network setting "${net}" must be user, dhcp or static:ADDRESS/PREFIX:GATEWAY[:DNS]`);
+  const chosen = options.net ?? (network.kind === 'user' ? 'user' : 'dhcp');
+  if (!isGuestNet(chosen)) throw new GuestSpecError(`guest ${name}: network setting "${chosen}" must be user, dhcp or static:ADDRESS/PREFIX:GATEWAY[:DNS]`);
+  const net = chosen.startsWith('static:') ? staticFor(chosen, index) : chosen;
   // The root image is the guest's first disk: vda on virtio, xvda on Xen's block frontend.
   const rootDevice = options.hypervisor.startsWith('xen') ? '/dev/xvda' : '/dev/vda';
   const pins = options.pinCpus;
