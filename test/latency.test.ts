@@ -8,7 +8,7 @@ import type { LatencyRecord } from '../contracts/invocation.js';
 import { EmbeddedRedis } from '../queue/index.js';
 import {
   createS3Client, decodeLatencyEntry, EmbeddedS3, encodeLatencyEntry, latencyStreamKey, LatencyPersister, listRuns,
-  readRoundTrips, readRunManifest, readRunRecords, segmentKey, writeRoundTrips, writeRunManifest, type S3Settings,
+  readRoundTrips, readRunEvents, readRunManifest, readRunRecords, runEventsKey, segmentKey, writeRoundTrips, writeRunEvents, writeRunManifest, type S3Settings,
 } from '../storage/index.js';
 import { getText, listKeys } from '../storage/latency/objects.js';
 import { latencyRecord } from './support/latency-record.js';
@@ -217,5 +217,19 @@ describe('reading a run', () => {
     const runs = await listRuns({ s3, bucket: BUCKET });
     expect(runs.find((r) => r.runId === 'run-meta')).toEqual({ runId: 'run-meta', segments: 0, hasManifest: true, hasRoundTrips: true });
     expect(runs.find((r) => r.runId === 'run-merge')).toMatchObject({ segments: 2, hasManifest: false });
+  });
+
+  it('stores a run\'s scheduler events, and refuses a stored file that is not a list of events', async () => {
+    const events = [{ at: T0, type: 'monitor-moved', reason: 'interference', monitorId: 'm1' }, { at: T0 + 5, type: 'handover-done', reason: 'move' }];
+    await writeRunEvents({ s3, bucket: BUCKET, runId: 'run-events', events });
+    expect(await readRunEvents({ s3, bucket: BUCKET, runId: 'run-events' })).toEqual(events);
+    expect(await readRunEvents({ s3, bucket: BUCKET, runId: 'run-no-events' })).toEqual([]);
+    const put = (runId: string, body: string) => s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: runEventsKey(runId), Body: body }));
+    await put('run-events-torn', '[{"at": 1, "type": "monitor-mo');
+    await expect(readRunEvents({ s3, bucket: BUCKET, runId: 'run-events-torn' })).rejects.toMatchObject({ code: 'RUN_EVENTS_INVALID', message: expect.stringContaining('is not JSON') });
+    await put('run-events-shape', JSON.stringify([{ at: 'yesterday', type: 'monitor-moved', reason: 'x' }]));
+    await expect(readRunEvents({ s3, bucket: BUCKET, runId: 'run-events-shape' })).rejects.toMatchObject({ code: 'RUN_EVENTS_INVALID', message: expect.stringContaining('not a list of events') });
+    await put('run-events-object', JSON.stringify({ events: [] }));
+    await expect(readRunEvents({ s3, bucket: BUCKET, runId: 'run-events-object' })).rejects.toMatchObject({ code: 'RUN_EVENTS_INVALID' });
   });
 });
