@@ -18,10 +18,10 @@ import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { asSeenFromGuest, ensureInitrd, LibvirtDriver, newestKernel, Virsh } from '../deploy/libvirt/index.js';
+import { asSeenFromGuest, ensureInitrd, LibvirtDriver, newestKernel, Virsh, type LibvirtDriverOptions } from '../deploy/libvirt/index.js';
 import { buildRootImage } from '../deploy/image/index.js';
 import { runOnStack, type RunOutcome } from '../stack/run.js';
-import type { StackInfo } from '../stack/stack.js';
+import type { EmbeddedStack, StackInfo } from '../stack/stack.js';
 import { EmbeddedRedis } from '../queue/index.js';
 import { RedisKeys } from '../queue/keys.js';
 import { excerptDir, repoRoot } from './support/data.js';
@@ -52,10 +52,27 @@ afterAll(async () => {
   }
 });
 
+/** libvirtd up, the newest kernel in /boot, and the platform's initramfs built into `scratch`. */
+async function bootFiles(scratch: string): Promise<{ kernel: string; version: string; initrd: string }> {
+  await ensureLibvirtd();
+  const found = await newestKernel();
+  if (found === null) throw new Error('no kernel in /boot (Debian: apt-get install linux-image-amd64)');
+  return { ...found, initrd: await ensureInitrd(path.join(scratch, 'initrd.img'), found.version) };
+}
+
+/** A driver of QEMU guests whose workers serve `stack` (its Redis and S3 as the guests reach them). */
+function guestDriver(stack: EmbeddedStack, redis: Redis, boot: { kernel: string; initrd: string }, scratch: string, extra: Partial<LibvirtDriverOptions> = {}): LibvirtDriver {
+  const info = stack.info as StackInfo;
+  return new LibvirtDriver({
+    redis, keys: stack.keys, connect: CONNECT, hypervisor: 'qemu',
+    guestRedisUrl: asSeenFromGuest(info.redisUrl), guestS3: { ...info.s3, endpoint: asSeenFromGuest(info.s3.endpoint as string) },
+    kernel: boot.kernel, initrd: boot.initrd, checkout: repoRoot, stateDir: path.join(scratch, 'state'),
+    workerArgs: ['--prefix', stack.keys.prefix, '--model', 'default'], ...extra,
+  });
+}
+
 describe.skipIf(!enabled)('a worker in a real QEMU guest, deployed through libvirt', () => {
   let scratch: string;
-  let initrd: string;
-  let kernel: string;
   let outcome: RunOutcome;
   let guestFacts: { hypervisor?: { kind?: string } } = {};
   let leftAfterTeardown: string[] = [];
@@ -65,11 +82,7 @@ describe.skipIf(!enabled)('a worker in a real QEMU guest, deployed through libvi
 
   beforeAll(async () => {
     scratch = await mkdtemp(path.join(tmpdir(), 'ecgfaas-guest-'));
-    await ensureLibvirtd();
-    const found = await newestKernel();
-    if (found === null) throw new Error('no kernel in /boot (Debian: apt-get install linux-image-amd64)');
-    kernel = found.kernel;
-    initrd = await ensureInitrd(path.join(scratch, 'initrd.img'), found.version);
+    const boot = await bootFiles(scratch);
     let driver: LibvirtDriver | null = null;
     let redis: Redis | null = null;
     outcome = await runOnStack({
@@ -77,13 +90,8 @@ describe.skipIf(!enabled)('a worker in a real QEMU guest, deployed through libvi
       logger: pino({ level: 'warn' }), monitors: 4, durationS: 20, dataDir: excerptDir(), seed: 3, deadlineMs: 1000,
       reportsDir: path.join(scratch, 'reports'), runPrefix: 'guest',
       beforeReplay: async (stack) => {
-        const info = stack.info as StackInfo;
-        redis = new Redis(info.redisUrl);
-        driver = new LibvirtDriver({
-          redis, keys: stack.keys, connect: CONNECT, hypervisor: 'qemu',
-          guestRedisUrl: asSeenFromGuest(info.redisUrl), guestS3: { ...info.s3, endpoint: asSeenFromGuest(info.s3.endpoint as string) },
-          kernel, initrd, checkout: repoRoot, stateDir: path.join(scratch, 'state'), workerArgs: ['--prefix', stack.keys.prefix, '--model', 'default'],
-        });
+        redis = new Redis((stack.info as StackInfo).redisUrl);
+        driver = guestDriver(stack, redis, boot, scratch);
         await driver.create({ name: 'gt-1', vcpus: 1, memoryMb: 1024 });
         await driver.start('gt-1');
         // Suspend and resume the real guest (as the idle-VM policy would), before it serves anything.
@@ -180,11 +188,8 @@ describe.skipIf(!enabled)('a worker in a guest booted from a root image built fr
 
   beforeAll(async () => {
     scratch = await mkdtemp(path.join(tmpdir(), 'ecgfaas-guest-image-'));
-    await ensureLibvirtd();
-    const found = await newestKernel();
-    if (found === null) throw new Error('no kernel in /boot (Debian: apt-get install linux-image-amd64)');
+    const boot = await bootFiles(scratch);
     image = await buildRootImage({ out: path.join(scratch, 'rootfs.img'), checkout: repoRoot });
-    const initrd = await ensureInitrd(path.join(scratch, 'initrd.img'), found.version);
     let driver: LibvirtDriver | null = null;
     let redis: Redis | null = null;
     outcome = await runOnStack({
@@ -192,15 +197,9 @@ describe.skipIf(!enabled)('a worker in a guest booted from a root image built fr
       logger: pino({ level: 'warn' }), monitors: 4, durationS: 20, dataDir: excerptDir(), seed: 5, deadlineMs: 1000,
       reportsDir: path.join(scratch, 'reports'), runPrefix: 'guestimage',
       beforeReplay: async (stack) => {
-        const info = stack.info as StackInfo;
-        redis = new Redis(info.redisUrl);
-        driver = new LibvirtDriver({
-          redis, keys: stack.keys, connect: CONNECT, hypervisor: 'qemu',
-          guestRedisUrl: asSeenFromGuest(info.redisUrl), guestS3: { ...info.s3, endpoint: asSeenFromGuest(info.s3.endpoint as string) },
-          kernel: found.kernel, initrd, checkout: repoRoot, rootImage: image.image, net: 'dhcp',
-          stateDir: path.join(scratch, 'state'), workerArgs: ['--prefix', stack.keys.prefix, '--model', 'default'],
-        });
-        secret = info.s3.secretAccessKey ?? '';
+        redis = new Redis((stack.info as StackInfo).redisUrl);
+        driver = guestDriver(stack, redis, boot, scratch, { rootImage: image.image, net: 'dhcp' });
+        secret = (stack.info as StackInfo).s3.secretAccessKey ?? '';
         await driver.create({ name: 'gi-1', vcpus: 1, memoryMb: 1024 });
         definedXml = (await run('virsh', ['-c', CONNECT, 'dumpxml', 'gi-1'])).stdout;
         initrdMode = (await stat(path.join(scratch, 'state', 'gi-1.initrd'))).mode & 0o777;
