@@ -23,6 +23,11 @@ debootstrap --variant=minbase --include=nodejs,systemd,ca-certificates "$suite" 
   tail -n 20 "$work/debootstrap.log" >&2; exit 1; }
 node_version="$(chroot "$root" node -e 'process.stdout.write(process.versions.node)')"
 step "Debian's Node.js in the image: $node_version"
+# The platform needs Node >= 20.19 (package.json engines); bookworm's nodejs is 18.
+if ! chroot "$root" node -e 'const [major, minor] = process.versions.node.split(".").map(Number); process.exit(major > 20 || (major === 20 && minor >= 19) ? 0 : 1)'; then
+  echo "Debian $suite's nodejs is $node_version; the platform needs Node >= 20.19 (use --suite trixie or later)" >&2
+  exit 1
+fi
 
 step "the platform under /opt/ecgfaas"
 app="$root/opt/ecgfaas"
