@@ -174,6 +174,41 @@ describe.skipIf(!enabled)('a guest that fails to boot', () => {
   }, 180_000);
 });
 
+describe.skipIf(!enabled)('a deploy stopped while its guest boots', () => {
+  it('close() stops the boot at once and tears the guest down: no domain, no file, no record', async () => {
+    const scratch = await mkdtemp(path.join(tmpdir(), 'ecgfaas-guest-stop-'));
+    const redisServer = new EmbeddedRedis({ directory: path.join(scratch, 'redis') });
+    const redisUrl = await redisServer.start();
+    const redis = new Redis(redisUrl);
+    try {
+      const boot = await bootFiles(scratch);
+      const driver = new LibvirtDriver({
+        redis, keys: new RedisKeys('gueststop'), connect: CONNECT, hypervisor: 'qemu', guestRedisUrl: asSeenFromGuest(redisUrl),
+        guestS3: { region: 'us-east-1', bucket: 'none', forcePathStyle: true, endpoint: 'http://10.0.2.2:1', accessKeyId: 'none', secretAccessKey: 'none' },
+        kernel: boot.kernel, initrd: boot.initrd, checkout: repoRoot, stateDir: path.join(scratch, 'state'),
+      });
+      await driver.create({ name: 'gt-stop', vcpus: 1, memoryMb: 512 });
+      const booting = driver.start('gt-stop');
+      booting.catch(() => undefined);
+      for (let tries = 0; tries < 60 && (await new Virsh(CONNECT).list()).get('gt-stop') !== 'running'; tries++) await new Promise((resolve) => setTimeout(resolve, 500));
+      expect((await new Virsh(CONNECT).list()).get('gt-stop')).toBe('running');
+      const closing = Date.now();
+      await driver.close();
+      // Far sooner than a worker could come up under emulation, and than a graceful shutdown's 30 s.
+      expect(Date.now() - closing).toBeLessThan(20_000);
+      await expect(booting).rejects.toMatchObject({ code: 'DEPLOY_BOOT_FAILED', message: expect.stringContaining('stopped while it booted') });
+      await expect(driver.start('gt-stop')).rejects.toMatchObject({ code: 'DEPLOY_BOOT_FAILED', message: expect.stringContaining('closing') });
+      expect([...(await new Virsh(CONNECT).list()).keys()]).not.toContain('gt-stop');
+      expect(['gt-stop.initrd', 'gt-stop.xml'].map((file) => existsSync(path.join(scratch, 'state', file)))).toEqual([false, false]);
+      expect(await driver.list()).toEqual([]);
+    } finally {
+      redis.disconnect();
+      await redisServer.close();
+      await rm(scratch, { recursive: true, force: true });
+    }
+  }, 180_000);
+});
+
 describe.skipIf(!enabled)('a worker in a guest booted from a root image built from Debian packages', () => {
   let scratch: string;
   let image: { image: string; bytes: number };

@@ -3,9 +3,10 @@ import { access, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
+import pLimit from 'p-limit';
 import { listVms, LocalVmDriver, ScaleOutService, vmControl, type VmRecord } from '../../deploy/index.js';
 import { DEFAULT_ROOT_IMAGE } from '../../deploy/image/index.js';
-import { asSeenFromGuest, domainXml, ensureInitrd, GUEST_HYPERVISORS, guestSpecs, isGuestNet, LibvirtDriver, newestKernel, type GuestHypervisor, type LibvirtDriverOptions } from '../../deploy/libvirt/index.js';
+import { asSeenFromGuest, domainXml, ensureInitrd, GUEST_HYPERVISORS, DeployError, guestSpecs, isGuestNet, LibvirtDriver, newestKernel, type GuestHypervisor, type LibvirtDriverOptions } from '../../deploy/libvirt/index.js';
 import { s3SettingsFromEnv } from '../../storage/index.js';
 import { RedisKeys } from '../../queue/keys.js';
 import { CliError, integerOption, numberOption, printJson, redisUrlOf, withRedis } from '../common.js';
@@ -38,6 +39,7 @@ export function registerDeploy(program: Command): void {
     .option('--guest-redis <url>', 'libvirt: Redis as the guests reach it (default: --redis, its loopback address as 10.0.2.2 for QEMU user networking)')
     .option('--guest-s3-endpoint <url>', 'libvirt: S3 as the guests reach it (default: ECGFAAS_S3_ENDPOINT, loopback as 10.0.2.2)')
     .option('--boot-timeout-s <s>', 'libvirt: how long a guest may take to start its worker', integerOption('--boot-timeout-s', 10, 3600), 300)
+    .option('--boot-concurrency <n>', 'libvirt: guests booting at once (each takes about a host CPU while it boots)', integerOption('--boot-concurrency', 1, 64), 2)
     .option('--initrd <path>', 'libvirt: initramfs that starts the worker (the default is built, and rebuilt when its sources change; another is built only when missing)', DEFAULT_INITRD)
     .option('--cmdline <text>', 'libvirt: appended to the guests\' kernel command line')
     .option('--disk <image>', `libvirt: the workers' root file system, a disk image from \`ecgfaas image build\`, attached read-only (default: KVM and QEMU guests see the host's root over 9p; Xen guests take ${DEFAULT_ROOT_IMAGE})`)
@@ -60,7 +62,7 @@ export function registerDeploy(program: Command): void {
       vms: number; vcpus: number; memoryMb: number; workersPerVm: number; namePrefix: string; model: string; extraComputeMs: number;
       logs?: string; confine: boolean; scaleOut: boolean; redis?: string; prefix: string;
       driver: 'local' | 'libvirt'; hypervisor: GuestHypervisor; connect: string; printXml?: boolean; kernel?: string; initrd: string; cmdline?: string; disk?: string; pinCpus?: string;
-      guestRedis?: string; guestS3Endpoint?: string; bootTimeoutS: number; guestNet?: string; bridge?: string;
+      guestRedis?: string; guestS3Endpoint?: string; bootTimeoutS: number; bootConcurrency: number; guestNet?: string; bridge?: string;
     }) => {
       if (!/^[A-Za-z0-9_-]{1,40}$/.test(flags.namePrefix)) throw new CliError('CLI_BAD_NAME', `--name-prefix "${flags.namePrefix}" must be 1-40 of [A-Za-z0-9_-]`, 2);
       if (flags.driver === 'libvirt') {
@@ -165,7 +167,7 @@ export function registerDeploy(program: Command): void {
 async function deployGuests(
   flags: {
     vms: number; vcpus: number; memoryMb: number; namePrefix: string; model: string; extraComputeMs: number; redis?: string; prefix: string;
-    hypervisor: GuestHypervisor; connect: string; initrd: string; guestRedis?: string; guestS3Endpoint?: string; bootTimeoutS: number; workersPerVm: number;
+    hypervisor: GuestHypervisor; connect: string; initrd: string; guestRedis?: string; guestS3Endpoint?: string; bootTimeoutS: number; bootConcurrency: number; workersPerVm: number;
   },
   guest: Pick<LibvirtDriverOptions, 'kernel' | 'rootImage' | 'net' | 'pinCpus' | 'network'>,
 ): Promise<void> {
@@ -190,10 +192,22 @@ async function deployGuests(
     });
     const stopped = untilSignal();
     try {
-      for (let index = 1; index <= flags.vms; index++) {
-        const name = `${flags.namePrefix}-${index}`;
-        await driver.create({ name, vcpus: flags.vcpus, memoryMb: flags.memoryMb });
-        await driver.start(name);
+      const names = Array.from({ length: flags.vms }, (_, index) => `${flags.namePrefix}-${index + 1}`);
+      for (const name of names) await driver.create({ name, vcpus: flags.vcpus, memoryMb: flags.memoryMb });
+      // Guests boot a few at a time (each takes about a host CPU while it boots); Ctrl-C during the
+      // boots stops them at once (close() tears down the guests still booting).
+      const limit = pLimit(flags.bootConcurrency);
+      const boots = Promise.allSettled(names.map((name) => limit(() => driver.start(name))));
+      const first = await Promise.race([boots, stopped.then(() => null)]);
+      if (first === null) {
+        limit.clearQueue();
+        return;
+      }
+      const failures = first.flatMap((result) => (result.status === 'rejected' ? [result.reason as Error] : []));
+      if (failures.length > 0) {
+        const [only] = failures;
+        if (failures.length === 1 && only !== undefined) throw only;
+        throw new DeployError('DEPLOY_BOOT_FAILED', `${failures.length} of ${names.length} guests did not come up; all are torn down:\n${failures.map((error) => error.message).join('\n')}`);
       }
       printJson({ event: 'ready', vms: await driver.list() });
       await stopped;

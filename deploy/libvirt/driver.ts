@@ -69,6 +69,10 @@ export class LibvirtDriver implements DeployDriver {
   readonly #control: ReturnType<typeof vmControl>;
   /** The VMs this driver made, in order (close() tears them down). */
   readonly #made: string[] = [];
+  /** Boots in progress (start() until the worker heartbeats or the boot fails). */
+  readonly #booting = new Map<string, Promise<unknown>>();
+  /** Set by close(): boots in progress give up and tear their guest down. */
+  #closing = false;
 
   constructor(options: LibvirtDriverOptions) {
     this.#o = options;
@@ -130,7 +134,16 @@ export class LibvirtDriver implements DeployDriver {
     });
   }
 
-  async start(name: string): Promise<VmRecord> {
+  start(name: string): Promise<VmRecord> {
+    if (this.#closing) return Promise.reject(new DeployError('DEPLOY_BOOT_FAILED', `guest ${name}: not started, the driver is closing`));
+    const boot = this.#boot(name);
+    this.#booting.set(name, boot);
+    const done = () => { this.#booting.delete(name); };
+    boot.then(done, done);
+    return boot;
+  }
+
+  async #boot(name: string): Promise<VmRecord> {
     const record = await this.#control.need(name);
     if (record.state !== 'shut-off') throw new VmError('VM_BAD_STATE', `${name} is ${record.state}, not shut off`);
     const worker = record.workers[0]?.workerId ?? `${name}-w1`;
@@ -149,7 +162,8 @@ export class LibvirtDriver implements DeployDriver {
       const beat = await this.#o.redis.zscore(this.#o.keys.workers, worker);
       if (beat !== null && Number(beat) >= startedAt) return this.#control.need(name);
       const state = (await this.#virsh.list()).get(name);
-      if (state !== 'running') failure = `it stopped (${state ?? 'gone'}) before its worker came up`;
+      if (this.#closing) failure = 'the deploy was stopped while it booted';
+      else if (state !== 'running') failure = `it stopped (${state ?? 'gone'}) before its worker came up`;
       else if (Date.now() > deadline) failure = `its worker did not come up within ${Math.round((this.#o.bootTimeoutMs ?? 300_000) / 1000)} s`;
       if (failure !== null) break;
       await new Promise((resolve) => setTimeout(resolve, 1000));
@@ -179,7 +193,8 @@ export class LibvirtDriver implements DeployDriver {
   async destroy(name: string): Promise<void> {
     await this.#control.destroy(name);
     await this.#removeFiles(name);
-    this.#made.splice(this.#made.indexOf(name), 1);
+    const at = this.#made.indexOf(name);
+    if (at >= 0) this.#made.splice(at, 1);
   }
 
   list(): Promise<VmRecord[]> {
@@ -188,6 +203,9 @@ export class LibvirtDriver implements DeployDriver {
 
   /** Shuts down (gracefully: the workers flush their records) and removes every VM this driver made. */
   async close(): Promise<void> {
+    // Guests still booting are torn down by their own start() (within a second); the rest shut down.
+    this.#closing = true;
+    await Promise.allSettled([...this.#booting.values()]);
     for (const name of [...this.#made]) {
       const record = await readVm(this.#o.redis, this.#o.keys, name).catch(() => null);
       if (record?.state === 'running' || record?.state === 'paused') await this.shutdown(name).catch(() => undefined);

@@ -22,6 +22,7 @@ import {
   GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client,
 } from '@aws-sdk/client-s3';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
+import pLimit from 'p-limit';
 import {
   EPISODE_MANIFEST_VERSION, EpisodeManifestSchema, type EpisodeBeatCounts, type EpisodeManifest,
 } from '../../contracts/episode.js';
@@ -195,19 +196,6 @@ function isNotFound(error: unknown): boolean {
   return name === 'NoSuchKey' || name === 'NotFound' || (status === 404 && name !== 'NoSuchBucket');
 }
 
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const index = next++;
-      out[index] = await fn(items[index] as T);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
-}
-
 /** The events of one call that concern one episode. */
 interface EpisodeGroup {
   ref: EpisodeRef;
@@ -278,10 +266,10 @@ export class EpisodeStore {
   async flush(options: { all?: boolean } = {}): Promise<{ chunks: number; manifests: number }> {
     const tally = newTally() as Tally;
     const buffered = [...this.#buffered.keys()];
-    await mapLimit(buffered, READ_CONCURRENCY, (manifestKey) => this.#writeChunk(manifestKey, tally));
+    await pLimit(READ_CONCURRENCY).map(buffered, (manifestKey) => this.#writeChunk(manifestKey, tally));
     const now = performance.now();
     const due = [...this.#dirty].filter((key) => options.all === true || now - (this.#manifestWrittenAt.get(key) ?? -Infinity) >= this.#manifestIntervalMs);
-    await mapLimit(due, READ_CONCURRENCY, async (key) => {
+    await pLimit(READ_CONCURRENCY).map(due, async (key) => {
       const manifest = this.#manifests.get(key);
       if (manifest !== undefined) await this.#put(key, `${JSON.stringify(canonicalManifest(manifest), null, 2)}\n`, 'application/json', tally);
       this.#dirty.delete(key);
@@ -325,7 +313,7 @@ export class EpisodeStore {
       episodes.push(...prefixes.filter((prefix) => /\/[a-z0-9]{1,16}\.[0-9]+\/$/.test(prefix)));
     }
     // An episode whose start write never completed has parts but no manifest: not an episode yet.
-    const manifests = (await mapLimit(episodes, READ_CONCURRENCY, (prefix) => this.#readManifest(`${prefix}manifest.json`, tally)))
+    const manifests = (await pLimit(READ_CONCURRENCY).map(episodes, (prefix) => this.#readManifest(`${prefix}manifest.json`, tally)))
       .filter((m): m is EpisodeManifest => m !== null);
     return manifests.sort((a, b) => (a.start < b.start ? 1 : a.start > b.start ? -1 : a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
   }
@@ -443,7 +431,7 @@ export class EpisodeStore {
     const endOnly = part.fromSample === null;
     const fromChunks = new Map<number, { key: string; part: EpisodePart }>();
     const chunkKeys = await this.#listKeys(keys.chunks, tally);
-    const chunks = await mapLimit(chunkKeys, READ_CONCURRENCY, async (key) => {
+    const chunks = await pLimit(READ_CONCURRENCY).map(chunkKeys, async (key) => {
       const bytes = await this.#get(key, tally);
       return bytes === null ? [] : decodeChunk(bytes, key).map((each) => ({ key, part: each }));
     });
@@ -452,7 +440,7 @@ export class EpisodeStore {
     let seqs = addSeq(previous?.seqs ?? [], start.seq);
     for (const chunkSeq of fromChunks.keys()) seqs = addSeq(seqs, chunkSeq);
     if (!endOnly) seqs = addSeq(seqs, seq);
-    const packets = await mapLimit(seqsIn(seqs).filter((each) => each !== start.seq), READ_CONCURRENCY, async (each) => {
+    const packets = await pLimit(READ_CONCURRENCY).map(seqsIn(seqs).filter((each) => each !== start.seq), async (each) => {
       const chunked = fromChunks.get(each);
       if (chunked !== undefined) return chunked;
       const key = keys.packet(each);

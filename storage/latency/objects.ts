@@ -31,17 +31,3 @@ export async function listKeys(s3: S3Client, bucket: string, prefix: string): Pr
   } while (token !== undefined);
   return keys;
 }
-
-/** Runs `work` over items with at most `limit` in flight, keeping the order of results. */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const index = next++;
-      results[index] = await work(items[index] as T);
-    }
-  });
-  await Promise.all(lanes);
-  return results;
-}

@@ -10,10 +10,11 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import pLimit from 'p-limit';
 import type { LatencyRecord } from '../../contracts/invocation.js';
 import { StorageError } from '../errors.js';
 import { compareStreamIds, decodeLatencyEntry, invalidSegmentKey, isValidRunId, latencyStreamKey, parseEntries, segmentKey, streamEntriesOf, type StreamEntry } from './codec.js';
-import { mapLimit, putText } from './objects.js';
+import { putText } from './objects.js';
 
 export type LatencyLogger = Pick<Logger, 'debug' | 'warn' | 'error'>;
 
@@ -223,7 +224,7 @@ export class LatencyPersister {
     const plans = planSegments(entries);
     const done: string[] = entries.filter(([, fields]) => fields === null).map(([id]) => id);
     let failure: unknown = null;
-    await mapLimit(plans, 4, async (plan) => {
+    await pLimit(4).map(plans, async (plan) => {
       try {
         await this.#writeWithRetry(plan);
         done.push(...plan.ids);

@@ -1,10 +1,11 @@
 /** Reading a run back: its latency records (S3 segments plus what is still in Redis), manifest and client round trips. */
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Redis } from 'ioredis';
+import pLimit from 'p-limit';
 import type { LatencyRecord } from '../../contracts/invocation.js';
 import { StorageError } from '../errors.js';
 import { assertRunId, decodeLatencyEntry, latencyStreamKey, parseEntries, parseLatencyJson, roundTripsKey, runEventsKey, runManifestKey, RUNS_PREFIX, segmentPrefix } from './codec.js';
-import { getText, listKeys, mapLimit, putText } from './objects.js';
+import { getText, listKeys, putText } from './objects.js';
 
 export interface RunStore {
   s3: S3Client;
@@ -35,7 +36,7 @@ export async function readRunRecords(options: ReadRunRecordsOptions): Promise<La
     for await (const record of streamRecords(options.redis, latencyStreamKey(options.prefix))) keep(record);
   }
   const keys = (await listKeys(s3, bucket, segmentPrefix(runId))).filter((key) => key.endsWith('.ndjson')).sort();
-  const segments = await mapLimit(keys, 8, async (key) => ({ key, text: (await getText(s3, bucket, key)) ?? '' }));
+  const segments = await pLimit(8).map(keys, async (key) => ({ key, text: (await getText(s3, bucket, key)) ?? '' }));
   for (const { key, text } of segments) {
     let line = 0;
     for (const json of text.split('\n')) {
