@@ -10,7 +10,7 @@
  * linux-image-amd64, busybox-static, cpio, kmod, debootstrap and the Debian mirror.
  */
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -220,10 +220,12 @@ describe.skipIf(!enabled)('a worker in a guest booted from a root image built fr
   let leftAfterTeardown: string[] = [];
   let filesAfterTeardown: boolean[] = [];
   let secret = '';
+  let headCommit = '';
 
   beforeAll(async () => {
     scratch = await mkdtemp(path.join(tmpdir(), 'ecgfaas-guest-image-'));
     const boot = await bootFiles(scratch);
+    headCommit = (await run('git', ['-C', repoRoot, 'rev-parse', 'HEAD'])).stdout.trim();
     image = await buildRootImage({ out: path.join(scratch, 'rootfs.img'), checkout: repoRoot });
     let driver: LibvirtDriver | null = null;
     let redis: Redis | null = null;
@@ -257,6 +259,8 @@ describe.skipIf(!enabled)('a worker in a guest booted from a root image built fr
 
   it('boots from the image (read-only, over DHCP) and its worker runs Debian\'s Node.js and detects QEMU', () => {
     expect(image.bytes).toBeGreaterThan(100 * 2 ** 20);
+    // Its provenance, beside it: what `deploy --disk` compares with the checkout.
+    expect(JSON.parse(readFileSync(`${image.image}.json`, 'utf8'))).toMatchObject({ suite: 'trixie', node: expect.stringMatching(/^20\.19\./), commit: headCommit });
     expect(definedXml).toMatch(/<source file=['"][^'"]*rootfs\.img['"]\/>[\s\S]*<readonly\/>/);
     expect(definedXml).toContain('ecgfaas.root=disk:/dev/vda');
     expect(definedXml).not.toContain('hostroot');

@@ -13,6 +13,7 @@ import { gunzipSync, gzipSync } from 'node:zlib';
 import { XMLParser } from 'fast-xml-parser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { domainXml, GUEST_HYPERVISORS, guestSpecs, seededInitrd, Virsh, type GuestHypervisor, type GuestSpec } from '../deploy/libvirt/index.js';
+import { repoRoot } from './support/data.js';
 import { ecgfaas } from './support/processes.js';
 
 const run = promisify(execFile);
@@ -181,6 +182,23 @@ describe('ecgfaas deploy --driver libvirt', () => {
     const qemu = await ecgfaas(['deploy', '--driver', 'libvirt', '--hypervisor', 'qemu', '--vms', '1', '--disk', '/images/r.img', '--guest-net', 'dhcp', '--print-xml']);
     expect(qemu.stdout).toMatch(/<source file="\/images\/r\.img"\/>\s*<target dev="vda" bus="virtio"\/>\s*<readonly\/>/);
     expect(qemu.stdout).not.toContain('hostroot');
+  });
+
+  it('warns when the root image holds other code than this checkout (its provenance file says which commit)', async () => {
+    const image = path.join(dir, 'prov.img');
+    await writeFile(image, '');
+    const printXml = () => ecgfaas(['deploy', '--driver', 'libvirt', '--hypervisor', 'kvm', '--vms', '1', '--disk', image, '--print-xml']);
+    const none = await printXml();
+    expect([none.code, none.stderr]).toEqual([0, expect.stringMatching(/\[IMAGE_STALE\]: root image .*prov\.img has no provenance/)]);
+    const provenance = { builtAt: '2026-11-01T00:00:00.000Z', suite: 'trixie', node: '20.19.2', commit: 'deadbeef'.repeat(5), dirty: false };
+    await writeFile(`${image}.json`, JSON.stringify(provenance));
+    const old = await printXml();
+    expect(old.code).toBe(0);
+    expect(old.stderr).toMatch(/\[IMAGE_STALE\]: root image .*prov\.img was built from commit deadbeefdead on 2026-11-01T00:00:00\.000Z, this checkout is at [0-9a-f]{12}/);
+    const { stdout: head } = await run('git', ['-C', repoRoot, 'rev-parse', 'HEAD']);
+    await writeFile(`${image}.json`, JSON.stringify({ ...provenance, commit: head.trim() }));
+    // This checkout's commit: no stale-commit warning (one about uncommitted changes only while developing).
+    expect((await printXml()).stderr).not.toMatch(/was built from commit|no provenance/);
   });
 
   it('refuses a bad --guest-net, a missing root image, and a bridge without the guests\' endpoints, before touching anything', async () => {

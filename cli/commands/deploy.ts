@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import pLimit from 'p-limit';
 import { listVms, LocalVmDriver, ScaleOutService, vmControl, type VmRecord } from '../../deploy/index.js';
-import { DEFAULT_ROOT_IMAGE } from '../../deploy/image/index.js';
+import { DEFAULT_ROOT_IMAGE, staleImageWarning } from '../../deploy/image/index.js';
 import { asSeenFromGuest, domainXml, ensureInitrd, GUEST_HYPERVISORS, DeployError, guestSpecs, isGuestNet, LibvirtDriver, newestKernel, type GuestHypervisor, type LibvirtDriverOptions } from '../../deploy/libvirt/index.js';
 import { s3SettingsFromEnv } from '../../storage/index.js';
 import { RedisKeys } from '../../queue/keys.js';
@@ -79,6 +79,10 @@ export function registerDeploy(program: Command): void {
           kernel, ...(disk !== undefined ? { rootImage: path.resolve(disk) } : {}), ...(pinCpus !== undefined ? { pinCpus } : {}),
           ...(flags.guestNet !== undefined ? { net: flags.guestNet } : {}), ...(flags.bridge !== undefined ? { network: { kind: 'bridge' as const, name: flags.bridge } } : {}),
         };
+        if (disk !== undefined && await access(disk).then(() => true, () => false)) {
+          const stale = await staleImageWarning(path.resolve(disk), CHECKOUT);
+          if (stale !== null) process.stderr.write(`ecgfaas: warning [IMAGE_STALE]: ${stale}\n`);
+        }
         if (flags.printXml) {
           const specs = guestSpecs({
             hypervisor: flags.hypervisor, vms: flags.vms, namePrefix: flags.namePrefix, vcpus: flags.vcpus, memoryMb: flags.memoryMb,

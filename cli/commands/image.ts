@@ -22,6 +22,6 @@ export function registerImage(program: Command): void {
         onStep: (step) => process.stderr.write(`${step}\n`),
       });
       if (flags.json) printJson(result);
-      else process.stdout.write(`${result.image}: ${(result.bytes / 2 ** 20).toFixed(0)} MiB, built in ${result.seconds.toFixed(0)} s\n`);
+      else process.stdout.write(`${result.image}: ${(result.bytes / 2 ** 20).toFixed(0)} MiB, Node ${result.node ?? '?'}, commit ${result.commit?.slice(0, 12) ?? 'unknown'}${result.dirty ? ' (with uncommitted changes)' : ''}, built in ${result.seconds.toFixed(0)} s\n`);
     });
 }

@@ -51,7 +51,7 @@ chroot "$root" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root sh -c 'cd /opt/ecgf
 
 # What a worker never reads.
 rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/locale/*
-echo "ecgfaas guest root image; node $node_version; suite $suite; built $(date -u +%FT%TZ)" > "$app/IMAGE"
+echo "ecgfaas guest root image; commit $(git -C "$checkout" rev-parse HEAD 2>/dev/null || echo unknown); node $node_version; suite $suite; built $(date -u +%FT%TZ)" > "$app/IMAGE"
 
 size_mb=$(( $(du -sm "$root" | cut -f1) * 12 / 10 + 64 ))
 step "ext4 image of ${size_mb} MB"

@@ -5,12 +5,14 @@
  * is a sequence of Debian tools run as root (debootstrap, chroot, mkfs.ext4); this module checks
  * what it needs first and turns its failures into coded errors.
  */
-import { spawn } from 'node:child_process';
-import { access, stat } from 'node:fs/promises';
+import { execFile, spawn } from 'node:child_process';
+import { access, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { EcgFaasError } from '../../contracts/errors.js';
 
+const run = promisify(execFile);
 const SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'build-rootfs.sh');
 /** The default place of the root image (`--disk` of `ecgfaas deploy --driver libvirt` defaults to it for Xen). */
 export const DEFAULT_ROOT_IMAGE = '.ecgfaas/guest/rootfs.img';
@@ -41,8 +43,58 @@ async function onPath(command: string): Promise<boolean> {
   return false;
 }
 
-/** Builds a root image; resolves with its path and size once it is complete. */
-export async function buildRootImage(options: RootImageOptions): Promise<{ image: string; bytes: number; seconds: number }> {
+/**
+ * What an image was built from, kept beside it (`<image>.json`): guests run the image's copy of the
+ * platform, so a deploy says when the checkout has moved on since (staleImageWarning).
+ */
+export interface ImageProvenance {
+  builtAt: string;
+  suite: string;
+  /** Debian's Node.js in the image. */
+  node: string | null;
+  /** The checkout's commit, and whether it had uncommitted changes (null outside git). */
+  commit: string | null;
+  dirty: boolean | null;
+}
+
+async function checkoutState(checkout: string): Promise<Pick<ImageProvenance, 'commit' | 'dirty'>> {
+  try {
+    const { stdout: head } = await run('git', ['-C', checkout, 'rev-parse', 'HEAD']);
+    const { stdout: changes } = await run('git', ['-C', checkout, 'status', '--porcelain', '--untracked-files=no']);
+    return { commit: head.trim(), dirty: changes.trim() !== '' };
+  } catch {
+    return { commit: null, dirty: null };
+  }
+}
+
+export function provenanceFile(image: string): string {
+  return `${image}.json`;
+}
+
+/** The provenance of an image, or null when it has none (built by hand, or by an older version). */
+export async function readProvenance(image: string): Promise<ImageProvenance | null> {
+  const text = await readFile(provenanceFile(image), 'utf8').catch(() => null);
+  if (text === null) return null;
+  try {
+    return JSON.parse(text) as ImageProvenance;
+  } catch {
+    return null;
+  }
+}
+
+/** A line for the user when the image does not hold this checkout's code (or cannot say), else null. */
+export async function staleImageWarning(image: string, checkout: string): Promise<string | null> {
+  const [provenance, now] = await Promise.all([readProvenance(image), checkoutState(checkout)]);
+  if (provenance === null) return `root image ${image} has no provenance (${provenanceFile(image)}): it may hold other code than this checkout; rebuild it with \`ecgfaas image build\``;
+  if (now.commit !== null && provenance.commit !== now.commit) {
+    return `root image ${image} was built from commit ${provenance.commit?.slice(0, 12) ?? 'unknown'} on ${provenance.builtAt}, this checkout is at ${now.commit.slice(0, 12)}: the guests run the image's code; rebuild it with \`ecgfaas image build\``;
+  }
+  if (provenance.dirty === true || now.dirty === true) return `root image ${image}: the checkout had uncommitted changes when the image was built, or has now: the guests may run other code than this checkout`;
+  return null;
+}
+
+/** Builds a root image and its provenance file; resolves once both are complete. */
+export async function buildRootImage(options: RootImageOptions): Promise<{ image: string; bytes: number; seconds: number } & ImageProvenance> {
   if (process.getuid?.() !== 0) throw new ImageError('IMAGE_NEEDS_ROOT', 'building a root image needs root (debootstrap and chroot)');
   const missing = [];
   for (const [command, pkg] of [['debootstrap', 'debootstrap'], ['mkfs.ext4', 'e2fsprogs'], ['chroot', 'coreutils']] as const) {
@@ -51,8 +103,11 @@ export async function buildRootImage(options: RootImageOptions): Promise<{ image
   if (missing.length > 0) throw new ImageError('IMAGE_TOOLS_MISSING', `building a root image needs Debian's ${missing.join(', ')} (apt-get install ${missing.join(' ')})`);
   const started = Date.now();
   const out = path.resolve(options.out);
+  // The checkout as it is when the copy into the image starts.
+  const state = await checkoutState(path.resolve(options.checkout));
   const args = [SCRIPT, out, path.resolve(options.checkout), options.suite ?? 'trixie', ...(options.mirror !== undefined ? [options.mirror] : [])];
   const tail: string[] = [];
+  let node: string | null = null;
   const code = await new Promise<number | null>((resolve, reject) => {
     const child = spawn('bash', args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let pending = '';
@@ -63,6 +118,7 @@ export async function buildRootImage(options: RootImageOptions): Promise<{ image
       for (const line of lines) {
         const step = /^ecgfaas-image: (.*)$/.exec(line);
         if (step !== null) options.onStep?.(step[1] as string);
+        node = /^ecgfaas-image: Debian's Node\.js in the image: (\S+)/.exec(line)?.[1] ?? node;
         tail.push(line);
         if (tail.length > 20) tail.shift();
       }
@@ -71,5 +127,7 @@ export async function buildRootImage(options: RootImageOptions): Promise<{ image
     child.on('close', resolve);
   });
   if (code !== 0) throw new ImageError('IMAGE_BUILD_FAILED', `building ${out} failed (exit ${code}):\n  ${tail.join('\n  ')}`);
-  return { image: out, bytes: (await stat(out)).size, seconds: (Date.now() - started) / 1000 };
+  const provenance: ImageProvenance = { builtAt: new Date().toISOString(), suite: options.suite ?? 'trixie', node, ...state };
+  await writeFile(provenanceFile(out), `${JSON.stringify(provenance, null, 2)}\n`);
+  return { image: out, bytes: (await stat(out)).size, seconds: (Date.now() - started) / 1000, ...provenance };
 }
