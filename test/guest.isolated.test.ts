@@ -142,23 +142,43 @@ describe.skipIf(!enabled)('a worker in a real QEMU guest, deployed through libvi
   });
 });
 
+/**
+ * A driver of QEMU guests on a Redis of its own and no stack (for guests that never serve a
+ * packet), with the boot files `bootWith` chooses; everything is removed afterwards.
+ */
+async function withLoneDriver(
+  name: string, bootWith: (scratch: string) => Promise<{ kernel: string; initrd: string }>,
+  body: (driver: LibvirtDriver, scratch: string) => Promise<void>, options: Partial<LibvirtDriverOptions> = {},
+): Promise<void> {
+  const scratch = await mkdtemp(path.join(tmpdir(), `ecgfaas-${name}-`));
+  const redisServer = new EmbeddedRedis({ directory: path.join(scratch, 'redis') });
+  const redisUrl = await redisServer.start();
+  const redis = new Redis(redisUrl);
+  try {
+    const boot = await bootWith(scratch);
+    const driver = new LibvirtDriver({
+      redis, keys: new RedisKeys(name.replace(/-/g, '')), connect: CONNECT, hypervisor: 'qemu', guestRedisUrl: asSeenFromGuest(redisUrl),
+      guestS3: { region: 'us-east-1', bucket: 'none', forcePathStyle: true, endpoint: 'http://10.0.2.2:1', accessKeyId: 'none', secretAccessKey: 'none' },
+      kernel: boot.kernel, initrd: boot.initrd, checkout: repoRoot, stateDir: path.join(scratch, 'state'), ...options,
+    });
+    await body(driver, scratch);
+  } finally {
+    redis.disconnect();
+    await redisServer.close();
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
 describe.skipIf(!enabled)('a guest that fails to boot', () => {
   it('is torn down: an error with the end of its console, no domain, no file', async () => {
-    const scratch = await mkdtemp(path.join(tmpdir(), 'ecgfaas-guest-bad-'));
-    const redisServer = new EmbeddedRedis({ directory: path.join(scratch, 'redis') });
-    const redisUrl = await redisServer.start();
-    const redis = new Redis(redisUrl);
-    try {
+    // Not an initramfs: the kernel panics, reboots at once (panic=-1), and libvirt ends the guest.
+    const brokenBoot = async (scratch: string) => {
       await ensureLibvirtd();
-      const found = await newestKernel();
-      // Not an initramfs: the kernel panics, reboots at once (panic=-1), and libvirt ends the guest.
       const initrd = path.join(scratch, 'broken.img');
       await writeFile(initrd, 'not a cpio archive');
-      const driver = new LibvirtDriver({
-        redis, keys: new RedisKeys('guestbad'), connect: CONNECT, hypervisor: 'qemu', guestRedisUrl: asSeenFromGuest(redisUrl),
-        guestS3: { region: 'us-east-1', bucket: 'none', forcePathStyle: true, endpoint: 'http://10.0.2.2:1', accessKeyId: 'none', secretAccessKey: 'none' },
-        kernel: found?.kernel ?? '/boot/vmlinuz', initrd, checkout: repoRoot, stateDir: path.join(scratch, 'state'), bootTimeoutMs: 120_000,
-      });
+      return { kernel: (await newestKernel())?.kernel ?? '/boot/vmlinuz', initrd };
+    };
+    await withLoneDriver('guest-bad', brokenBoot, async (driver, scratch) => {
       await driver.create({ name: 'gt-bad', vcpus: 1, memoryMb: 512 });
       await expect(driver.start('gt-bad')).rejects.toMatchObject({ code: 'DEPLOY_BOOT_FAILED', message: expect.stringMatching(/gt-bad: it stopped[\s\S]*console ended with/) });
       expect([...(await new Virsh(CONNECT).list()).keys()]).not.toContain('gt-bad');
@@ -166,27 +186,13 @@ describe.skipIf(!enabled)('a guest that fails to boot', () => {
       expect(await driver.list()).toEqual([]);
       const { stdout } = await run('ps', ['-eo', 'args']);
       expect(stdout).not.toMatch(/guest=gt-bad/);
-    } finally {
-      redis.disconnect();
-      await redisServer.close();
-      await rm(scratch, { recursive: true, force: true });
-    }
+    }, { bootTimeoutMs: 120_000 });
   }, 180_000);
 });
 
 describe.skipIf(!enabled)('a deploy stopped while its guest boots', () => {
   it('close() stops the boot at once and tears the guest down: no domain, no file, no record', async () => {
-    const scratch = await mkdtemp(path.join(tmpdir(), 'ecgfaas-guest-stop-'));
-    const redisServer = new EmbeddedRedis({ directory: path.join(scratch, 'redis') });
-    const redisUrl = await redisServer.start();
-    const redis = new Redis(redisUrl);
-    try {
-      const boot = await bootFiles(scratch);
-      const driver = new LibvirtDriver({
-        redis, keys: new RedisKeys('gueststop'), connect: CONNECT, hypervisor: 'qemu', guestRedisUrl: asSeenFromGuest(redisUrl),
-        guestS3: { region: 'us-east-1', bucket: 'none', forcePathStyle: true, endpoint: 'http://10.0.2.2:1', accessKeyId: 'none', secretAccessKey: 'none' },
-        kernel: boot.kernel, initrd: boot.initrd, checkout: repoRoot, stateDir: path.join(scratch, 'state'),
-      });
+    await withLoneDriver('guest-stop', bootFiles, async (driver, scratch) => {
       await driver.create({ name: 'gt-stop', vcpus: 1, memoryMb: 512 });
       const booting = driver.start('gt-stop');
       booting.catch(() => undefined);
@@ -201,11 +207,7 @@ describe.skipIf(!enabled)('a deploy stopped while its guest boots', () => {
       expect([...(await new Virsh(CONNECT).list()).keys()]).not.toContain('gt-stop');
       expect(['gt-stop.initrd', 'gt-stop.xml'].map((file) => existsSync(path.join(scratch, 'state', file)))).toEqual([false, false]);
       expect(await driver.list()).toEqual([]);
-    } finally {
-      redis.disconnect();
-      await redisServer.close();
-      await rm(scratch, { recursive: true, force: true });
-    }
+    });
   }, 180_000);
 });
 
