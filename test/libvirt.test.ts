@@ -161,12 +161,15 @@ describe('guest specs and errors', () => {
 
 describe('ecgfaas deploy --driver libvirt', () => {
   it('--print-xml prints one valid document per VM, separated by ---, and creates nothing', async () => {
-    const result = await ecgfaas(['deploy', '--driver', 'libvirt', '--hypervisor', 'kvm', '--vms', '2', '--vcpus', '2', '--pin-cpus', '0,1', '--print-xml']);
+    const result = await ecgfaas(['deploy', '--driver', 'libvirt', '--hypervisor', 'kvm', '--vms', '2', '--vcpus', '2', '--pin-cpus', '0,1', '--cmdline', 'loglevel=4', '--print-xml']);
     expect(result.code, result.stderr).toBe(0);
     const documents = result.stdout.trimEnd().split('\n---\n');
     expect(documents).toHaveLength(2);
     for (const [index, xml] of documents.entries()) {
       expect(xml).toContain(`<name>vm-${index + 1}</name>`);
+      // What a deploy would define: the guest's own seeded initramfs, and the worker's settings on the command line.
+      expect(xml).toMatch(new RegExp(`<initrd>[^<]*/\\.ecgfaas/guest/vm-${index + 1}\\.initrd</initrd>`));
+      expect(xml).toMatch(/ecgfaas\.root=9p:hostroot ecgfaas\.net=user ecgfaas\.redis=redis:\/\/10\.0\.2\.2:\d+ ecgfaas\.dir=\S+ ecgfaas\.host=\S+ ecgfaas\.args=--prefix,ecgfaas,--model,default,--extra-compute-ms,0 loglevel=4</);
       expect(await validate(xml, `cli-${index}`)).toMatch(/validates$/);
     }
   });

@@ -6,7 +6,7 @@ import { Command, Option } from 'commander';
 import pLimit from 'p-limit';
 import { listVms, LocalVmDriver, ScaleOutService, vmControl, type VmRecord } from '../../deploy/index.js';
 import { DEFAULT_ROOT_IMAGE, staleImageWarning } from '../../deploy/image/index.js';
-import { asSeenFromGuest, domainXml, ensureInitrd, GUEST_HYPERVISORS, DeployError, guestSpecs, isGuestNet, LibvirtDriver, newestKernel, type GuestHypervisor, type LibvirtDriverOptions } from '../../deploy/libvirt/index.js';
+import { asSeenFromGuest, domainXml, ensureInitrd, GUEST_HYPERVISORS, definedGuest, DeployError, isGuestNet, LibvirtDriver, newestKernel, type GuestDefinition, type GuestHypervisor } from '../../deploy/libvirt/index.js';
 import { s3SettingsFromEnv } from '../../storage/index.js';
 import { RedisKeys } from '../../queue/keys.js';
 import { CliError, integerOption, numberOption, printJson, redisUrlOf, withRedis } from '../common.js';
@@ -23,6 +23,13 @@ function formatVms(records: VmRecord[]): string {
 }
 
 const DEFAULT_INITRD = '.ecgfaas/guest/initrd.img';
+/** Where deploy keeps its guests' files (seeded initramfs, XML, console logs). */
+const GUEST_STATE_DIR = path.resolve('.ecgfaas', 'guest');
+
+/** The VMs a deploy makes: <prefix>-1 ... <prefix>-N. */
+function guestNames(flags: { vms: number; namePrefix: string }): string[] {
+  return Array.from({ length: flags.vms }, (_, index) => `${flags.namePrefix}-${index + 1}`);
+}
 
 /** This checkout (guests see it at the same path, through the host's root). */
 const CHECKOUT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -69,32 +76,37 @@ export function registerDeploy(program: Command): void {
         if (!Number.isInteger(flags.vcpus)) throw new CliError('CLI_BAD_NUMBER', `--vcpus ${flags.vcpus}: a libvirt guest has whole vCPUs`, 2);
         const pinCpus = flags.pinCpus?.split(',').map((cpu) => Number(cpu.trim()));
         if (pinCpus?.some((cpu) => !Number.isInteger(cpu) || cpu < 0)) throw new CliError('CLI_BAD_NUMBER', `--pin-cpus "${flags.pinCpus}" must list host CPU numbers, e.g. 1,2,3`, 2);
+        if (flags.workersPerVm !== 1) throw new CliError('CLI_BAD_NUMBER', 'a libvirt guest runs one worker (--workers-per-vm 1)', 2);
         if (flags.guestNet !== undefined && !isGuestNet(flags.guestNet)) {
           throw new CliError('CLI_BAD_OPTION', `--guest-net "${flags.guestNet}" must be user, dhcp or static:ADDRESS/PREFIX:GATEWAY[:DNS]`, 2);
         }
         const kernel = flags.kernel ?? (await newestKernel())?.kernel ?? '/boot/vmlinuz';
         const xen = flags.hypervisor.startsWith('xen');
         const disk = flags.disk ?? (xen ? DEFAULT_ROOT_IMAGE : undefined);
-        const guest = {
-          kernel, ...(disk !== undefined ? { rootImage: path.resolve(disk) } : {}), ...(pinCpus !== undefined ? { pinCpus } : {}),
+        if (!flags.printXml && disk !== undefined && !(await access(disk).then(() => true, () => false))) {
+          throw new CliError('CLI_NO_IMAGE', `root image ${disk} not found: build it with \`ecgfaas image build --out ${disk}\`${xen ? ' (Xen guests have no 9p share of the host\'s root)' : ''}`, 2);
+        }
+        // Printing needs no Redis: the guests' Redis URL in the XML then comes from REDIS_URL or the default port.
+        const url = flags.printXml ? flags.redis ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' : redisUrlOf(flags.redis);
+        const definition: GuestDefinition = {
+          // The host's loopback is 10.0.2.2 only on QEMU's user-mode network (bridged guests need --guest-redis to deploy).
+          hypervisor: flags.hypervisor, kernel, checkout: CHECKOUT, stateDir: GUEST_STATE_DIR, guestRedisUrl: flags.guestRedis ?? (xen || flags.bridge !== undefined ? url : asSeenFromGuest(url)),
+          workerArgs: ['--prefix', flags.prefix, '--model', flags.model, '--extra-compute-ms', String(flags.extraComputeMs)],
+          ...(disk !== undefined ? { rootImage: path.resolve(disk) } : {}), ...(pinCpus !== undefined ? { pinCpus } : {}),
           ...(flags.guestNet !== undefined ? { net: flags.guestNet } : {}), ...(flags.bridge !== undefined ? { network: { kind: 'bridge' as const, name: flags.bridge } } : {}),
+          ...(flags.cmdline !== undefined ? { cmdline: flags.cmdline } : {}),
         };
         if (disk !== undefined && await access(disk).then(() => true, () => false)) {
           const stale = await staleImageWarning(path.resolve(disk), CHECKOUT);
           if (stale !== null) process.stderr.write(`ecgfaas: warning [IMAGE_STALE]: ${stale}\n`);
         }
         if (flags.printXml) {
-          const specs = guestSpecs({
-            hypervisor: flags.hypervisor, vms: flags.vms, namePrefix: flags.namePrefix, vcpus: flags.vcpus, memoryMb: flags.memoryMb,
-            initrd: path.resolve(flags.initrd), runAsRoot: process.getuid?.() === 0, ...(flags.cmdline !== undefined ? { cmdline: flags.cmdline } : {}), ...guest,
-          });
-          process.stdout.write(`${specs.map((spec) => domainXml(spec).trimEnd()).join('\n---\n')}\n`);
+          // Exactly what a deploy would define (each guest's initramfs is the base with its seed appended).
+          const documents = guestNames(flags).map((name, index) => domainXml(definedGuest(definition, { name, vcpus: flags.vcpus, memoryMb: flags.memoryMb }, index)).trimEnd());
+          process.stdout.write(`${documents.join('\n---\n')}\n`);
           return;
         }
-        if (disk !== undefined && !(await access(disk).then(() => true, () => false))) {
-          throw new CliError('CLI_NO_IMAGE', `root image ${disk} not found: build it with \`ecgfaas image build --out ${disk}\`${xen ? ' (Xen guests have no 9p share of the host\'s root)' : ''}`, 2);
-        }
-        await deployGuests(flags, guest);
+        await deployGuests(flags, url, definition);
         return;
       }
       const url = redisUrlOf(flags.redis);
@@ -173,30 +185,26 @@ async function deployGuests(
     vms: number; vcpus: number; memoryMb: number; namePrefix: string; model: string; extraComputeMs: number; redis?: string; prefix: string;
     hypervisor: GuestHypervisor; connect: string; initrd: string; guestRedis?: string; guestS3Endpoint?: string; bootTimeoutS: number; bootConcurrency: number; workersPerVm: number;
   },
-  guest: Pick<LibvirtDriverOptions, 'kernel' | 'rootImage' | 'net' | 'pinCpus' | 'network'>,
+  url: string,
+  definition: GuestDefinition,
 ): Promise<void> {
   if (flags.workersPerVm !== 1) throw new CliError('CLI_BAD_NUMBER', 'a libvirt guest runs one worker (--workers-per-vm 1)', 2);
-  const url = redisUrlOf(flags.redis);
   // The host's loopback is 10.0.2.2 only on QEMU's user-mode network; on a bridge the guests need real addresses.
-  const bridged = guest.network !== undefined || flags.hypervisor.startsWith('xen');
+  const bridged = definition.network !== undefined || flags.hypervisor.startsWith('xen');
   const endpointsNeeded = () => new CliError('CLI_GUEST_ENDPOINTS', 'guests on a bridge reach Redis and S3 at addresses of the host\'s network: give --guest-redis and --guest-s3-endpoint', 2);
   if (bridged && flags.guestRedis === undefined) throw endpointsNeeded();
   const s3 = s3SettingsFromEnv();
   if (bridged && s3.endpoint !== undefined && flags.guestS3Endpoint === undefined) throw endpointsNeeded();
-  const kernelVersion = path.basename(guest.kernel).replace(/^vmlinuz-/, '');
+  const kernelVersion = path.basename(definition.kernel).replace(/^vmlinuz-/, '');
   const initrd = await ensureInitrd(path.resolve(flags.initrd), /^\d/.test(kernelVersion) ? kernelVersion : undefined, { keepExisting: flags.initrd !== DEFAULT_INITRD });
   await withRedis(url, async (redis) => {
     const driver = new LibvirtDriver({
-      redis, keys: new RedisKeys(flags.prefix), connect: flags.connect, hypervisor: flags.hypervisor,
-      guestRedisUrl: flags.guestRedis ?? asSeenFromGuest(url),
+      ...definition, redis, keys: new RedisKeys(flags.prefix), connect: flags.connect, initrd, bootTimeoutMs: flags.bootTimeoutS * 1000,
       guestS3: { ...s3, ...(s3.endpoint !== undefined || flags.guestS3Endpoint !== undefined ? { endpoint: flags.guestS3Endpoint ?? asSeenFromGuest(s3.endpoint as string) } : {}) },
-      initrd, checkout: CHECKOUT, stateDir: path.resolve('.ecgfaas', 'guest'), bootTimeoutMs: flags.bootTimeoutS * 1000,
-      workerArgs: ['--prefix', flags.prefix, '--model', flags.model, '--extra-compute-ms', String(flags.extraComputeMs)],
-      ...guest,
     });
     const stopped = untilSignal();
     try {
-      const names = Array.from({ length: flags.vms }, (_, index) => `${flags.namePrefix}-${index + 1}`);
+      const names = guestNames(flags);
       for (const name of names) await driver.create({ name, vcpus: flags.vcpus, memoryMb: flags.memoryMb });
       // Guests boot a few at a time (each takes about a host CPU while it boots); Ctrl-C during the
       // boots stops them at once (close() tears down the guests still booting).

@@ -53,6 +53,41 @@ export interface LibvirtDriverOptions {
   bootTimeoutMs?: number;
   /** The physical host, as the scheduler's inventory names it (default: this machine). */
   host?: string;
+  /** Appended to the guests' kernel command line. */
+  cmdline?: string;
+}
+
+/** What a guest's domain follows from: the driver's options without its connections and secrets. */
+export type GuestDefinition = Pick<LibvirtDriverOptions,
+  'hypervisor' | 'guestRedisUrl' | 'kernel' | 'checkout' | 'rootImage' | 'net' | 'stateDir' | 'workerArgs' | 'pinCpus' | 'network' | 'host' | 'cmdline'>;
+
+/** A guest's files on the host: its seeded initramfs (0600), its domain XML, its console log. */
+export function guestFiles(stateDir: string, name: string): { initrd: string; xml: string; console: string } {
+  return {
+    initrd: path.join(stateDir, `${name}.initrd`),
+    xml: path.join(stateDir, `${name}.xml`),
+    console: path.join(stateDir, `${name}.console.log`),
+  };
+}
+
+/**
+ * The spec of the index-th guest the driver defines (index: its place among the driver's VMs, for
+ * vCPU pinning). Pure, so `deploy --print-xml` prints exactly what a deploy would define.
+ */
+export function definedGuest(definition: GuestDefinition, vm: Pick<VmSpec, 'name' | 'vcpus' | 'memoryMb'>, index: number): GuestSpec {
+  const args = (definition.workerArgs ?? []).join(',');
+  return guestSpec(vm.name, index, {
+    hypervisor: definition.hypervisor, vcpus: vm.vcpus, memoryMb: vm.memoryMb, kernel: definition.kernel, initrd: guestFiles(definition.stateDir, vm.name).initrd,
+    runAsRoot: process.getuid?.() === 0, consoleDir: definition.stateDir,
+    cmdline: [
+      `ecgfaas.redis=${definition.guestRedisUrl}`, `ecgfaas.dir=${definition.rootImage !== undefined ? IMAGE_CHECKOUT : definition.checkout}`, `ecgfaas.host=${definition.host ?? hostname()}`,
+      ...(args !== '' ? [`ecgfaas.args=${args}`] : []), ...(definition.cmdline !== undefined ? [definition.cmdline] : []),
+    ].join(' '),
+    ...(definition.rootImage !== undefined ? { rootImage: definition.rootImage } : {}),
+    ...(definition.net !== undefined ? { net: definition.net } : {}),
+    ...(definition.pinCpus !== undefined ? { pinCpus: definition.pinCpus } : {}),
+    ...(definition.network !== undefined ? { network: definition.network } : {}),
+  });
 }
 
 export class DeployError extends EcgFaasError {
@@ -81,29 +116,12 @@ export class LibvirtDriver implements DeployDriver {
   }
 
   #files(name: string) {
-    return {
-      initrd: path.join(this.#o.stateDir, `${name}.initrd`),
-      xml: path.join(this.#o.stateDir, `${name}.xml`),
-      console: path.join(this.#o.stateDir, `${name}.console.log`),
-    };
+    return guestFiles(this.#o.stateDir, name);
   }
 
-  /** The guest spec of a VM (also what `--print-xml` prints). */
+  /** The guest spec of a VM (definedGuest with this driver's options). */
   guest(spec: VmSpec, index = this.#made.length): GuestSpec {
-    const files = this.#files(spec.name);
-    const args = (this.#o.workerArgs ?? []).join(',');
-    return guestSpec(spec.name, index, {
-      hypervisor: this.#o.hypervisor, vcpus: spec.vcpus, memoryMb: spec.memoryMb, kernel: this.#o.kernel, initrd: files.initrd,
-      runAsRoot: process.getuid?.() === 0, consoleDir: this.#o.stateDir,
-      cmdline: [
-        `ecgfaas.redis=${this.#o.guestRedisUrl}`, `ecgfaas.dir=${this.#o.rootImage !== undefined ? IMAGE_CHECKOUT : this.#o.checkout}`, `ecgfaas.host=${this.#o.host ?? hostname()}`,
-        ...(args !== '' ? [`ecgfaas.args=${args}`] : []),
-      ].join(' '),
-      ...(this.#o.rootImage !== undefined ? { rootImage: this.#o.rootImage } : {}),
-      ...(this.#o.net !== undefined ? { net: this.#o.net } : {}),
-      ...(this.#o.pinCpus !== undefined ? { pinCpus: this.#o.pinCpus } : {}),
-      ...(this.#o.network !== undefined ? { network: this.#o.network } : {}),
-    });
+    return definedGuest(this.#o, spec, index);
   }
 
   async create(spec: VmSpec): Promise<VmRecord> {

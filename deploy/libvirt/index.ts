@@ -3,4 +3,4 @@ export { checkGuestSpec, domainXml, GUEST_HYPERVISORS, GuestSpecError, type Gues
 export { asSeenFromGuest, guestSpec, guestSpecs, IMAGE_CHECKOUT, isGuestNet, type GuestOptions } from './guests.js';
 export { ensureInitrd, InitramfsError, seededInitrd } from './initramfs.js';
 export { libvirtError, LibvirtError, Virsh, type LibvirtErrorCode } from './virsh.js';
-export { DeployError, LibvirtDriver, newestKernel, type LibvirtDriverOptions } from './driver.js';
+export { definedGuest, DeployError, guestFiles, LibvirtDriver, newestKernel, type GuestDefinition, type LibvirtDriverOptions } from './driver.js';
