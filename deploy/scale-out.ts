@@ -30,6 +30,11 @@ export interface ScaleOutServiceOptions {
   now: () => number;
   /** The host this driver makes VMs on (default: this machine's name, as the local driver's workers report it). */
   host?: string;
+  /**
+   * The hypervisor of the guests this driver makes (libvirt): it serves only requests planned for it,
+   * so a KVM and a Xen deploy on one host each make their own. None (local VMs): any request.
+   */
+  hypervisor?: string;
   intervalMs?: number;
 }
 
@@ -45,8 +50,11 @@ export class ScaleOutService {
   }
 
   async start(): Promise<void> {
+    await this.#heartbeat();
     await this.#pass();
     this.#timer = setInterval(() => {
+      // The heartbeat goes on while a pass makes a VM: a guest may take minutes to boot.
+      this.#heartbeat().catch((error: Error) => this.#o.logger.warn({ err: error.message }, 'scale-out heartbeat failed'));
       this.#running ??= this.#pass().catch((error: Error) => this.#o.logger.warn({ err: error.message }, 'scale-out pass failed')).finally(() => {
         this.#running = null;
       });
@@ -54,12 +62,16 @@ export class ScaleOutService {
     this.#timer.unref();
   }
 
+  async #heartbeat(): Promise<void> {
+    await this.#o.redis.zadd(this.#o.keys.drivers, Math.round(this.#o.now()), this.#id);
+  }
+
   async #pass(): Promise<void> {
     const { redis, keys, driver, logger } = this.#o;
-    await redis.zadd(keys.drivers, Math.round(this.#o.now()), this.#id);
     const host = this.#o.host ?? hostname();
     for (const pending of await pendingVms(redis, keys)) {
       if (pending.host !== host) continue;
+      if (this.#o.hypervisor !== undefined && pending.hypervisor !== undefined && pending.hypervisor !== this.#o.hypervisor) continue;
       try {
         await driver.create({ name: pending.name, vcpus: pending.vcpus, memoryMb: pending.memoryMb, workers: 1 });
         const record = await driver.start(pending.name);

@@ -136,6 +136,8 @@ export interface PendingVm {
   host: string;
   vcpus: number;
   memoryMb: number;
+  /** The hypervisor placement planned it on (policy scaleOut.hypervisor): a driver of another one leaves it to others. */
+  hypervisor?: string;
   /** The worker (and slot) the monitors placed on it wait for. */
   worker: string;
   /** Redis-clock ms. */

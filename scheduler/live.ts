@@ -69,7 +69,7 @@ export class LivePlacer {
         const host = result.scaleOut.find((vm) => vm.vm === decision.vm)?.host ?? null;
         const { policy } = this.#o;
         const pending: PendingVm = {
-          name: decision.vm, host: host ?? '', vcpus: policy.scaleOut.vcpus, memoryMb: policy.scaleOut.memoryMb, worker: decision.worker,
+          name: decision.vm, host: host ?? '', vcpus: policy.scaleOut.vcpus, memoryMb: policy.scaleOut.memoryMb, hypervisor: policy.scaleOut.hypervisor, worker: decision.worker,
           requestedAt: Math.round(this.#o.now()), reason: `${monitorId}: ${decision.reason}`,
         };
         await this.#redis.multi()

@@ -50,7 +50,7 @@ describe('scale-out through the deploy driver', () => {
     service = new ScaleOutService({ redis, keys, driver, logger: silent, now: () => Date.now() });
     await service.start();
     expect(await placer().place('m-2')).toBe('vm-2-w1');
-    expect((await pendingVms(redis, keys)).map((vm) => [vm.name, vm.worker, vm.vcpus, vm.host])).toEqual([['vm-2', 'vm-2-w1', 0.5, hostname()]]);
+    expect((await pendingVms(redis, keys)).map((vm) => [vm.name, vm.worker, vm.vcpus, vm.host, vm.hypervisor])).toEqual([['vm-2', 'vm-2-w1', 0.5, hostname(), 'kvm']]);
     // The pending VM counts: with it, maxVms (2) is reached and its one place is taken.
     await expect(placer().place('m-3')).rejects.toMatchObject({ code: 'PLACEMENT_REFUSED', message: expect.stringContaining('maxVms 2') });
     let beat: string | null = null;
@@ -64,6 +64,18 @@ describe('scale-out through the deploy driver', () => {
     const events = await readSchedulerEvents(redis, keys);
     expect(events).toEqual([expect.objectContaining({ type: 'vm-scaled-out', vm: 'vm-2', reason: expect.stringContaining('m-2') })]);
   }, 60_000);
+
+  it('a driver of another hypervisor leaves a request alone (a KVM and a Xen deploy on one host each make their own)', async () => {
+    const xen = new ScaleOutService({ redis, keys: new RedisKeys('scaletest-xen'), driver, logger: silent, now: () => Date.now(), hypervisor: 'xen-pv' });
+    const xenKeys = new RedisKeys('scaletest-xen');
+    await redis.hset(xenKeys.scaleOutPending, 'vm-9', JSON.stringify({ name: 'vm-9', host: hostname(), vcpus: 1, memoryMb: 512, hypervisor: 'kvm', worker: 'vm-9-w1', requestedAt: Date.now(), reason: 'test' }));
+    await xen.start();
+    await sleep(1500);
+    await xen.close();
+    expect((await pendingVms(redis, xenKeys)).map((vm) => [vm.name, vm.hypervisor])).toEqual([['vm-9', 'kvm']]);
+    expect((await driver.list()).map((vm) => vm.name)).not.toContain('vm-9');
+    await redis.del(xenKeys.scaleOutPending, xenKeys.drivers);
+  });
 
   it('leaves the slot of a VM it could not make to a live worker, which adopts it, and says why', async () => {
     await redis.hset(keys.scaleOutPending, 'vm-1', JSON.stringify({ name: 'vm-1', host: hostname(), vcpus: 1, memoryMb: 512, worker: 'ghost-w1', requestedAt: Date.now(), reason: 'test' }));

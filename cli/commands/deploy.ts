@@ -184,6 +184,7 @@ async function deployGuests(
   flags: {
     vms: number; vcpus: number; memoryMb: number; namePrefix: string; model: string; extraComputeMs: number; redis?: string; prefix: string;
     hypervisor: GuestHypervisor; connect: string; initrd: string; guestRedis?: string; guestS3Endpoint?: string; bootTimeoutS: number; bootConcurrency: number; workersPerVm: number;
+    scaleOut: boolean;
   },
   url: string,
   definition: GuestDefinition,
@@ -203,7 +204,10 @@ async function deployGuests(
       guestS3: { ...s3, ...(s3.endpoint !== undefined || flags.guestS3Endpoint !== undefined ? { endpoint: flags.guestS3Endpoint ?? asSeenFromGuest(s3.endpoint as string) } : {}) },
     });
     const stopped = untilSignal();
+    const clock = new RedisClock(redis, {});
+    let scaleOut: ScaleOutService | null = null;
     try {
+      await clock.start();
       const names = guestNames(flags);
       for (const name of names) await driver.create({ name, vcpus: flags.vcpus, memoryMb: flags.memoryMb });
       // Guests boot a few at a time (each takes about a host CPU while it boots); Ctrl-C during the
@@ -221,10 +225,21 @@ async function deployGuests(
         if (failures.length === 1 && only !== undefined) throw only;
         throw new DeployError('DEPLOY_BOOT_FAILED', `${failures.length} of ${names.length} guests did not come up; all are torn down:\n${failures.map((error) => error.message).join('\n')}`);
       }
-      printJson({ event: 'ready', vms: await driver.list() });
+      if (flags.scaleOut) {
+        // Placement (policy onNoCapacity: scale-out) may now ask for more guests: this driver boots them.
+        scaleOut = new ScaleOutService({
+          redis, keys: new RedisKeys(flags.prefix), driver, logger: createLogger('deploy'), now: () => clock.now(), hypervisor: flags.hypervisor, ...(definition.host !== undefined ? { host: definition.host } : {}),
+        });
+        await scaleOut.start();
+      }
+      printJson({ event: 'ready', vms: await driver.list(), scaleOut: flags.scaleOut });
       await stopped;
     } finally {
+      // Stop asking first, then end every boot (a scale-out pass may be booting a guest), then wait for the pass.
+      const scaleOutClosed = scaleOut?.close();
       await driver.close();
+      await scaleOutClosed;
+      await clock.close();
     }
   });
 }
