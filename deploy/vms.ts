@@ -85,6 +85,11 @@ export async function readVm(redis: Redis, keys: RedisKeys, name: string): Promi
   return raw === null ? null : JSON.parse(raw) as VmRecord;
 }
 
+/** Forgets a VM: its record and its place in the set of VMs. */
+async function deleteVm(redis: Redis, keys: RedisKeys, name: string): Promise<void> {
+  await redis.multi().del(keys.vm(name)).srem(keys.vms, name).exec();
+}
+
 export async function writeVm(redis: Redis, keys: RedisKeys, record: VmRecord): Promise<VmRecord> {
   const stamped = { ...record, updatedAt: Date.now() };
   await redis.multi().set(keys.vm(record.name), JSON.stringify(stamped)).sadd(keys.vms, record.name).exec();
@@ -156,20 +161,18 @@ export function vmControl(redis: Redis, keys: RedisKeys) {
     /** Its workers are killed (as a crash), its cgroup and record removed. */
     async destroy(name: string): Promise<void> {
       const record = await need(name);
-      if (record.driver === 'libvirt') {
-        await destroyGuest(record);
-        await redis.multi().del(keys.vm(name)).srem(keys.vms, name).exec();
-        return;
+      if (record.driver === 'libvirt') await destroyGuest(record);
+      else {
+        if (record.cgroup !== null) await CpuGroup.open(vmCgroupName(keys, name)).thaw().catch(() => undefined);
+        signal(pids(record), 'SIGKILL');
+        if (record.cgroup !== null) {
+          const group = CpuGroup.open(vmCgroupName(keys, name));
+          // The killed processes leave the group a moment later.
+          for (let tries = 0; tries < 50 && (await group.pids()).length > 0; tries++) await new Promise((resolve) => setTimeout(resolve, 20));
+          await group.remove();
+        }
       }
-      if (record.cgroup !== null) await CpuGroup.open(vmCgroupName(keys, name)).thaw().catch(() => undefined);
-      signal(pids(record), 'SIGKILL');
-      if (record.cgroup !== null) {
-        const group = CpuGroup.open(vmCgroupName(keys, name));
-        // The killed processes leave the group a moment later.
-        for (let tries = 0; tries < 50 && (await group.pids()).length > 0; tries++) await new Promise((resolve) => setTimeout(resolve, 20));
-        await group.remove();
-      }
-      await redis.multi().del(keys.vm(name)).srem(keys.vms, name).exec();
+      await deleteVm(redis, keys, name);
     },
   };
 }
@@ -188,19 +191,20 @@ async function shutdownGuest(redis: Redis, keys: RedisKeys, record: VmRecord, ti
     if (state === undefined || state === 'shut off') return;
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
-  await virsh.call(['destroy', record.name]).catch((error: { code?: string }) => {
-    if (error.code !== 'VM_BAD_STATE') throw error;
-  });
+  await virshTolerating(virsh, ['destroy', record.name], ['VM_BAD_STATE']);
 }
 
 /** Powers the guest off at once (as a crash) and removes its definition. */
 async function destroyGuest(record: VmRecord): Promise<void> {
   const virsh = new Virsh(record.connect ?? '');
-  await virsh.call(['destroy', record.name]).catch((error: { code?: string }) => {
-    if (error.code !== 'VM_BAD_STATE' && error.code !== 'VM_NOT_FOUND') throw error;
-  });
-  await virsh.call(['undefine', record.name]).catch((error: { code?: string }) => {
-    if (error.code !== 'VM_NOT_FOUND') throw error;
+  await virshTolerating(virsh, ['destroy', record.name], ['VM_BAD_STATE', 'VM_NOT_FOUND']);
+  await virshTolerating(virsh, ['undefine', record.name], ['VM_NOT_FOUND']);
+}
+
+/** A virsh command whose failure with one of `codes` means it has nothing left to do (already off, already gone). */
+async function virshTolerating(virsh: Virsh, args: string[], codes: readonly string[]): Promise<void> {
+  await virsh.call(args).catch((error: { code?: string }) => {
+    if (!codes.includes(error.code ?? '')) throw error;
   });
 }
 
@@ -321,7 +325,7 @@ export class LocalVmDriver implements DeployDriver {
       if (record === null) continue;
       await this.shutdown(name).catch(() => undefined);
       if (record.cgroup !== null) await CpuGroup.open(vmCgroupName(this.#o.keys, name)).remove().catch(() => undefined);
-      await this.#o.redis.multi().del(this.#o.keys.vm(name)).srem(this.#o.keys.vms, name).exec().catch(() => undefined);
+      await deleteVm(this.#o.redis, this.#o.keys, name).catch(() => undefined);
     }
     this.#specs.clear();
   }
