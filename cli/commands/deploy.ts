@@ -1,7 +1,6 @@
 /** `ecgfaas deploy`, `ecgfaas vms`, `ecgfaas vm pause|resume|shutdown|destroy NAME`: VMs and their warm workers. */
-import { access, mkdir } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import pLimit from 'p-limit';
 import { listVms, LocalVmDriver, ScaleOutService, vmControl, type VmRecord } from '../../deploy/index.js';
@@ -9,9 +8,10 @@ import { DEFAULT_ROOT_IMAGE, staleImageWarning } from '../../deploy/image/index.
 import { asSeenFromGuest, domainXml, ensureInitrd, GUEST_HYPERVISORS, definedGuest, DeployError, isGuestNet, LibvirtDriver, newestKernel, type GuestDefinition, type GuestHypervisor } from '../../deploy/libvirt/index.js';
 import { s3SettingsFromEnv } from '../../storage/index.js';
 import { RedisKeys } from '../../queue/keys.js';
-import { CliError, integerOption, numberOption, printJson, redisUrlOf, withRedis } from '../common.js';
+import { CliError, integerOption, numberOption, PACKAGE_ROOT, printJson, redisUrlOf, withRedis } from '../common.js';
 import { createLogger, untilSignal } from '../runtime.js';
 import { RedisClock } from '../../queue/clock.js';
+import { exists } from '../../worker/facts/index.js';
 
 function formatVms(records: VmRecord[]): string {
   if (records.length === 0) return 'no VMs';
@@ -30,9 +30,6 @@ const GUEST_STATE_DIR = path.resolve('.ecgfaas', 'guest');
 function guestNames(flags: { vms: number; namePrefix: string }): string[] {
   return Array.from({ length: flags.vms }, (_, index) => `${flags.namePrefix}-${index + 1}`);
 }
-
-/** This checkout (guests see it at the same path, through the host's root). */
-const CHECKOUT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 export function registerDeploy(program: Command): void {
   program
@@ -83,21 +80,22 @@ export function registerDeploy(program: Command): void {
         const kernel = flags.kernel ?? (await newestKernel())?.kernel ?? '/boot/vmlinuz';
         const xen = flags.hypervisor.startsWith('xen');
         const disk = flags.disk ?? (xen ? DEFAULT_ROOT_IMAGE : undefined);
-        if (!flags.printXml && disk !== undefined && !(await access(disk).then(() => true, () => false))) {
+        const diskExists = disk !== undefined && await exists(disk);
+        if (!flags.printXml && disk !== undefined && !diskExists) {
           throw new CliError('CLI_NO_IMAGE', `root image ${disk} not found: build it with \`ecgfaas image build --out ${disk}\`${xen ? ' (Xen guests have no 9p share of the host\'s root)' : ''}`, 2);
         }
         // Printing needs no Redis: the guests' Redis URL in the XML then comes from REDIS_URL or the default port.
         const url = flags.printXml ? flags.redis ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' : redisUrlOf(flags.redis);
         const definition: GuestDefinition = {
           // The host's loopback is 10.0.2.2 only on QEMU's user-mode network (bridged guests need --guest-redis to deploy).
-          hypervisor: flags.hypervisor, kernel, checkout: CHECKOUT, stateDir: GUEST_STATE_DIR, guestRedisUrl: flags.guestRedis ?? (xen || flags.bridge !== undefined ? url : asSeenFromGuest(url)),
+          hypervisor: flags.hypervisor, kernel, checkout: PACKAGE_ROOT, stateDir: GUEST_STATE_DIR, guestRedisUrl: flags.guestRedis ?? (xen || flags.bridge !== undefined ? url : asSeenFromGuest(url)),
           workerArgs: ['--prefix', flags.prefix, '--model', flags.model, '--extra-compute-ms', String(flags.extraComputeMs)],
           ...(disk !== undefined ? { rootImage: path.resolve(disk) } : {}), ...(pinCpus !== undefined ? { pinCpus } : {}),
           ...(flags.guestNet !== undefined ? { net: flags.guestNet } : {}), ...(flags.bridge !== undefined ? { network: { kind: 'bridge' as const, name: flags.bridge } } : {}),
           ...(flags.cmdline !== undefined ? { cmdline: flags.cmdline } : {}),
         };
-        if (disk !== undefined && await access(disk).then(() => true, () => false)) {
-          const stale = await staleImageWarning(path.resolve(disk), CHECKOUT);
+        if (disk !== undefined && diskExists) {
+          const stale = await staleImageWarning(path.resolve(disk), PACKAGE_ROOT);
           if (stale !== null) process.stderr.write(`ecgfaas: warning [IMAGE_STALE]: ${stale}\n`);
         }
         if (flags.printXml) {
@@ -183,13 +181,11 @@ export function registerDeploy(program: Command): void {
 async function deployGuests(
   flags: {
     vms: number; vcpus: number; memoryMb: number; namePrefix: string; model: string; extraComputeMs: number; redis?: string; prefix: string;
-    hypervisor: GuestHypervisor; connect: string; initrd: string; guestRedis?: string; guestS3Endpoint?: string; bootTimeoutS: number; bootConcurrency: number; workersPerVm: number;
-    scaleOut: boolean;
+    hypervisor: GuestHypervisor; connect: string; initrd: string; guestRedis?: string; guestS3Endpoint?: string; bootTimeoutS: number; bootConcurrency: number; scaleOut: boolean;
   },
   url: string,
   definition: GuestDefinition,
 ): Promise<void> {
-  if (flags.workersPerVm !== 1) throw new CliError('CLI_BAD_NUMBER', 'a libvirt guest runs one worker (--workers-per-vm 1)', 2);
   // The host's loopback is 10.0.2.2 only on QEMU's user-mode network; on a bridge the guests need real addresses.
   const bridged = definition.network !== undefined || flags.hypervisor.startsWith('xen');
   const endpointsNeeded = () => new CliError('CLI_GUEST_ENDPOINTS', 'guests on a bridge reach Redis and S3 at addresses of the host\'s network: give --guest-redis and --guest-s3-endpoint', 2);

@@ -1,11 +1,7 @@
 /** `ecgfaas image build`: a guest root image from Debian's packages (deploy/image). */
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { buildRootImage, DEFAULT_ROOT_IMAGE } from '../../deploy/image/index.js';
-import { printJson } from '../common.js';
-
-const CHECKOUT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+import { PACKAGE_ROOT, printJson } from '../common.js';
 
 export function registerImage(program: Command): void {
   const image = program.command('image').description('Guest root images for `ecgfaas deploy --driver libvirt --disk IMAGE`');
@@ -18,7 +14,7 @@ export function registerImage(program: Command): void {
     .option('--json', 'print the result as JSON')
     .action(async (flags: { out: string; suite: string; mirror: string; json?: boolean }) => {
       const result = await buildRootImage({
-        out: flags.out, checkout: CHECKOUT, suite: flags.suite, mirror: flags.mirror,
+        out: flags.out, checkout: PACKAGE_ROOT, suite: flags.suite, mirror: flags.mirror,
         onStep: (step) => process.stderr.write(`${step}\n`),
       });
       if (flags.json) printJson(result);

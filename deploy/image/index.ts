@@ -6,11 +6,12 @@
  * what it needs first and turns its failures into coded errors.
  */
 import { execFile, spawn } from 'node:child_process';
-import { access, readFile, stat, writeFile } from 'node:fs/promises';
+import { stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { EcgFaasError } from '../../contracts/errors.js';
+import { exists, readOrNull } from '../../worker/facts/index.js';
 
 const run = promisify(execFile);
 const SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'build-rootfs.sh');
@@ -38,7 +39,7 @@ export interface RootImageOptions {
 
 async function onPath(command: string): Promise<boolean> {
   for (const dir of (process.env.PATH ?? '').split(':').concat(['/usr/sbin', '/sbin'])) {
-    if (await access(path.join(dir, command)).then(() => true, () => false)) return true;
+    if (await exists(path.join(dir, command))) return true;
   }
   return false;
 }
@@ -73,7 +74,7 @@ export function provenanceFile(image: string): string {
 
 /** The provenance of an image, or null when it has none (built by hand, or by an older version). */
 export async function readProvenance(image: string): Promise<ImageProvenance | null> {
-  const text = await readFile(provenanceFile(image), 'utf8').catch(() => null);
+  const text = await readOrNull(provenanceFile(image));
   if (text === null) return null;
   try {
     return JSON.parse(text) as ImageProvenance;

@@ -11,13 +11,14 @@
  * the end of its console log. Pause, resume, shut down and destroy go through vmControl (deploy/vms.ts),
  * so `ecgfaas vm ...` and the scheduler's idle-VM policy act on libvirt guests as on local VMs.
  */
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import type { Redis } from 'ioredis';
 import { EcgFaasError } from '../../contracts/errors.js';
 import type { RedisKeys } from '../../queue/keys.js';
 import type { S3Settings } from '../../storage/index.js';
+import { readOrNull } from '../../worker/facts/index.js';
 import { listVms, readVm, vmControl, VmError, writeVm, type DeployDriver, type VmRecord, type VmSpec } from '../vms.js';
 import { domainXml, type GuestHypervisor, type GuestSpec } from './domain.js';
 import { guestSpec, IMAGE_CHECKOUT } from './guests.js';
@@ -186,7 +187,7 @@ export class LibvirtDriver implements DeployDriver {
       if (failure !== null) break;
       await new Promise((resolve) => setTimeout(resolve, 1000));
     }
-    const console = (await readFile(this.#files(name).console, 'utf8').catch(() => '')).trim().split('\n').slice(-8).join('\n  ');
+    const console = ((await readOrNull(this.#files(name).console)) ?? '').trim().split('\n').slice(-8).join('\n  ');
     await this.destroy(name).catch(() => undefined);
     throw new DeployError('DEPLOY_BOOT_FAILED', `guest ${name}: ${failure}; torn down. Its console ended with:\n  ${console || '(nothing)'}`);
   }

@@ -7,13 +7,14 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { access, chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { EcgFaasError } from '../../contracts/errors.js';
+import { exists, readTrimmed } from '../../worker/facts/index.js';
 
 const run = promisify(execFile);
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -40,10 +41,10 @@ async function sourcesStamp(kernelVersion: string | undefined): Promise<string> 
  */
 export async function ensureInitrd(file: string, kernelVersion?: string, options: { keepExisting?: boolean } = {}): Promise<string> {
   const stamp = await sourcesStamp(kernelVersion);
-  const present = await access(file).then(() => true, () => false);
+  const present = await exists(file);
   // keepExisting: an initramfs the user made or chose is theirs, however it was built.
   if (present && options.keepExisting) return file;
-  const built = await readFile(`${file}.stamp`, 'utf8').then((text) => text.trim(), () => null);
+  const built = await readTrimmed(`${file}.stamp`);
   if (present && built === stamp) return file;
   try {
     await run('bash', [path.join(HERE, 'build-initrd.sh'), file, ...(kernelVersion !== undefined ? [kernelVersion] : [])]);

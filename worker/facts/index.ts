@@ -20,3 +20,4 @@ export {
   type HostFacts,
 } from './host-facts.js';
 export { CpuSampler, cpuDeltaFromProcStat, type CpuDelta, type CpuSample, type CpuSamplerOptions } from './cpu-sampler.js';
+export { exists, readOrNull, readTrimmed } from './files.js';
