@@ -12,7 +12,10 @@ import { promisify } from 'node:util';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { XMLParser } from 'fast-xml-parser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { domainXml, GUEST_HYPERVISORS, guestSpecs, seededInitrd, Virsh, type GuestHypervisor, type GuestSpec } from '../deploy/libvirt/index.js';
+import { Redis } from 'ioredis';
+import { domainXml, GUEST_HYPERVISORS, guestSpecs, LibvirtDriver, seededInitrd, Virsh, type GuestHypervisor, type GuestSpec } from '../deploy/libvirt/index.js';
+import { EmbeddedRedis } from '../queue/index.js';
+import { RedisKeys } from '../queue/keys.js';
 import { repoRoot } from './support/data.js';
 import { ecgfaas } from './support/processes.js';
 
@@ -156,6 +159,33 @@ describe('guest specs and errors', () => {
     expect(listing).toMatch(/^-rw------- .* root +root .* seed\/worker\.env$/m);
     expect(seed.toString('latin1')).toContain("AWS_SECRET_ACCESS_KEY='s3cr3t'");
     await expect(seededInitrd(base, path.join(dir, 'bad.initrd'), { '../escape': 'x' })).rejects.toMatchObject({ code: 'DEPLOY_INITRD_FAILED' });
+  });
+});
+
+describe('the libvirt driver closing', () => {
+  it('waits for a VM being made (as by a scale-out pass) and removes it; makes and starts nothing after', async () => {
+    const redisServer = new EmbeddedRedis({ directory: path.join(dir, 'closing-redis') });
+    const redis = new Redis(await redisServer.start());
+    try {
+      const base = path.join(dir, 'closing-base.img');
+      await writeFile(base, gzipSync(Buffer.from('base')));
+      const driver = new LibvirtDriver({
+        redis, keys: new RedisKeys('closing'), connect: 'test:///default', hypervisor: 'kvm', guestRedisUrl: 'redis://10.0.2.2:6379',
+        guestS3: { region: 'us-east-1', bucket: 'none', forcePathStyle: true, endpoint: 'http://10.0.2.2:1', accessKeyId: 'none', secretAccessKey: 'none' },
+        kernel: '/boot/vmlinuz', initrd: base, checkout: repoRoot, stateDir: path.join(dir, 'closing-state'),
+      });
+      // close() begins while the VM is still being defined: it must not miss it.
+      const creating = driver.create({ name: 'late-1', vcpus: 1, memoryMb: 256 });
+      await driver.close();
+      await expect(creating).resolves.toMatchObject({ name: 'late-1', state: 'shut-off' });
+      expect(await driver.list()).toEqual([]);
+      expect(await readFile(path.join(dir, 'closing-state', 'late-1.initrd')).catch(() => null)).toBeNull();
+      await expect(driver.create({ name: 'late-2', vcpus: 1, memoryMb: 256 })).rejects.toMatchObject({ code: 'DEPLOY_BOOT_FAILED', message: expect.stringContaining('closing') });
+      await expect(driver.start('late-1')).rejects.toMatchObject({ code: 'DEPLOY_BOOT_FAILED', message: expect.stringContaining('closing') });
+    } finally {
+      redis.disconnect();
+      await redisServer.close();
+    }
   });
 });
 

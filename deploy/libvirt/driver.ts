@@ -105,9 +105,9 @@ export class LibvirtDriver implements DeployDriver {
   readonly #control: ReturnType<typeof vmControl>;
   /** The VMs this driver made, in order (close() tears them down). */
   readonly #made: string[] = [];
-  /** Boots in progress (start() until the worker heartbeats or the boot fails). */
-  readonly #booting = new Map<string, Promise<unknown>>();
-  /** Set by close(): boots in progress give up and tear their guest down. */
+  /** Creates and boots in progress (a boot lasts until the worker heartbeats or the boot fails): close() waits for them. */
+  readonly #inFlight = new Set<Promise<unknown>>();
+  /** Set by close(): no VM is made or started any more, and boots in progress give up and tear their guest down. */
   #closing = false;
 
   constructor(options: LibvirtDriverOptions) {
@@ -125,7 +125,20 @@ export class LibvirtDriver implements DeployDriver {
     return definedGuest(this.#o, spec, index);
   }
 
-  async create(spec: VmSpec): Promise<VmRecord> {
+  /** A promise of work close() must wait for (so a VM a scale-out pass is making is not missed). */
+  #track<T>(work: Promise<T>): Promise<T> {
+    this.#inFlight.add(work);
+    const done = () => { this.#inFlight.delete(work); };
+    work.then(done, done);
+    return work;
+  }
+
+  create(spec: VmSpec): Promise<VmRecord> {
+    if (this.#closing) return Promise.reject(new DeployError('DEPLOY_BOOT_FAILED', `guest ${spec.name}: not created, the driver is closing`));
+    return this.#track(this.#create(spec));
+  }
+
+  async #create(spec: VmSpec): Promise<VmRecord> {
     if ((spec.workers ?? 1) !== 1) throw new DeployError('DEPLOY_UNSUPPORTED', 'a libvirt guest runs one worker');
     if (await readVm(this.#o.redis, this.#o.keys, spec.name) !== null) throw new VmError('VM_EXISTS', `a VM named ${spec.name} exists`);
     const guest = this.guest(spec);
@@ -155,11 +168,7 @@ export class LibvirtDriver implements DeployDriver {
 
   start(name: string): Promise<VmRecord> {
     if (this.#closing) return Promise.reject(new DeployError('DEPLOY_BOOT_FAILED', `guest ${name}: not started, the driver is closing`));
-    const boot = this.#boot(name);
-    this.#booting.set(name, boot);
-    const done = () => { this.#booting.delete(name); };
-    boot.then(done, done);
-    return boot;
+    return this.#track(this.#boot(name));
   }
 
   async #boot(name: string): Promise<VmRecord> {
@@ -224,7 +233,7 @@ export class LibvirtDriver implements DeployDriver {
   async close(): Promise<void> {
     // Guests still booting are torn down by their own start() (within a second); the rest shut down.
     this.#closing = true;
-    await Promise.allSettled([...this.#booting.values()]);
+    await Promise.allSettled([...this.#inFlight]);
     for (const name of [...this.#made]) {
       const record = await readVm(this.#o.redis, this.#o.keys, name).catch(() => null);
       if (record?.state === 'running' || record?.state === 'paused') await this.shutdown(name).catch(() => undefined);
