@@ -66,7 +66,7 @@ export async function prepareReplay(options: ReplayOptions): Promise<PreparedRep
   const records = options.records === undefined ? await listRecords(options.dataDir) : [...new Set(options.records)];
   if (records.length === 0) throw new ReplayError('REPLAY_BAD_OPTION', 'records names no record');
   const lengths = await recordLengths(options.dataDir, records);
-  const plan = planSchedule({ seed, monitors: options.monitors, records: lengths, durationS: options.durationS, sessionPrefix: options.sessionPrefix });
+  const plan = planSchedule({ seed, monitors: options.monitors, records: lengths, durationS: options.durationS, sessionPrefix: options.sessionPrefix, periodMs: options.packetPeriodMs });
   const sources = await loadSources(options.dataDir, new Set(plan.monitors.map((m) => m.record)), leads);
   return { options: { ...options, seed, leads, deadlineMs, wait: options.wait ?? true, connections, drainMs, requestTimeoutMs }, gateway, records, plan, sources };
 }

@@ -12,7 +12,7 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { Pool, type Dispatcher } from 'undici';
 import { BINARY_CONTENT_TYPE } from '../contracts/packet-binary.js';
 import { ReplayError } from './errors.js';
-import { PACKET_PERIOD_MS, type PlannedMonitor, type PlannedSession, type SchedulePlan } from './schedule.js';
+import { type PlannedMonitor, type PlannedSession, type SchedulePlan } from './schedule.js';
 import type { RecordSource } from './source.js';
 import { distribution, LogHistogram, SampleStore } from './stats.js';
 import type { PacketCounts, ReplayProgress, ReplaySummary, RoundTripLine } from './types.js';
@@ -223,7 +223,7 @@ export class LoadGenerator {
     }
     while (this.k < spanS) {
       const monitor = this.monitors[order[this.pos] as number] as MonitorState;
-      const due = this.k * PACKET_PERIOD_MS + monitor.plan.phaseMs;
+      const due = this.k * this.config.plan.periodMs + monitor.plan.phaseMs;
       if (due > now) {
         this.timer = setTimeout(this.tick, Math.ceil(due - now));
         return;
@@ -250,17 +250,17 @@ export class LoadGenerator {
     pool
       .request({ path: monitor.path, method: 'POST', headers: HEADERS, body, headersTimeout: this.config.requestTimeoutMs, bodyTimeout: this.config.requestTimeoutMs })
       .then(
-        (response) => this.onResponse(monitor, session.session, seq, started, response),
-        (error: unknown) => this.onError(monitor, session.session, seq, error),
+        (response) => this.onResponse(monitor, session.session, seq, dueMs, started, response),
+        (error: unknown) => this.onError(monitor, session.session, seq, dueMs, error),
       );
   }
 
-  private async onResponse(monitor: MonitorState, session: string, seq: number, started: number, response: Dispatcher.ResponseData): Promise<void> {
+  private async onResponse(monitor: MonitorState, session: string, seq: number, dueMs: number, started: number, response: Dispatcher.ResponseData): Promise<void> {
     let text: string;
     try {
       text = await response.body.text();
     } catch (error) {
-      this.onError(monitor, session, seq, error);
+      this.onError(monitor, session, seq, dueMs, error);
       return;
     }
     if (this.finalized) return;
@@ -293,30 +293,30 @@ export class LoadGenerator {
       this.roundTrips.push(roundTrip);
       this.liveRoundTrips.record(roundTrip);
     }
-    this.complete(monitor, session, seq, invocationId, roundTrip, status);
+    this.complete(monitor, session, seq, dueMs, invocationId, roundTrip, status);
   }
 
-  private onError(monitor: MonitorState, session: string, seq: number, error: unknown): void {
+  private onError(monitor: MonitorState, session: string, seq: number, dueMs: number, error: unknown): void {
     if (this.finalized) return;
     if (this.destroying) {
       // Our own pool shutdown after the drain: the answer never came.
       this.counts.unanswered++;
       this.bump(this.statusCounts, 'none');
-      this.complete(monitor, session, seq, null, null, 'none');
+      this.complete(monitor, session, seq, dueMs, null, null, 'none');
       return;
     }
     this.counts.failed++;
     this.bump(this.statusCounts, 'error');
     this.bump(this.errorCodes, (error as { code?: string }).code ?? (error as Error).name ?? 'Error');
-    this.complete(monitor, session, seq, null, null, 'error');
+    this.complete(monitor, session, seq, dueMs, null, null, 'error');
   }
 
-  private complete(monitor: MonitorState, session: string, seq: number, invocationId: string | null, roundTripMs: number | null, status: RoundTripLine['status']): void {
+  private complete(monitor: MonitorState, session: string, seq: number, dueMs: number, invocationId: string | null, roundTripMs: number | null, status: RoundTripLine['status']): void {
     const miss = roundTripMs === null || roundTripMs > this.config.deadlineMs;
     if (miss) this.misses++;
     if (this.file !== undefined) {
       const line: RoundTripLine = {
-        invocationId, monitorId: monitor.plan.monitorId, session, seq,
+        invocationId, monitorId: monitor.plan.monitorId, session, seq, dueMs: Math.round(dueMs * 1000) / 1000,
         roundTripMs: roundTripMs === null ? null : Math.round(roundTripMs * 1000) / 1000, status, miss,
       };
       this.file.write(`${JSON.stringify(line)}\n`);

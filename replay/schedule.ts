@@ -11,6 +11,8 @@
  * - phaseMs: the send time within each second, uniform in [0, 1000) at 1 µs resolution, so N
  *   monitors spread their packets over the second instead of bursting at its start;
  * - send k (k = 0, 1, …) is due at k·1000 + phaseMs ms after the start: open loop, from the clock only;
+ *   with a packet period P other than 1000 ms (time compressed: a 1-second packet every P ms), at
+ *   k·P + phaseMs·P/1000, the same plan on a shorter clock;
  * - packets: durationS sends, or with durationS 0 one pass (recordPackets sends);
  * - sessions: the first is `<prefix>` (default `r<seed>`) starting at packet offsetS with seq 0; at
  *   the record's end the monitor wraps to packet 0 under a new session `<prefix>.w1`, `.w2`, …, seq
@@ -39,6 +41,8 @@ export interface PlanInput {
   durationS: number;
   /** Session name of each monitor's first pass; default `r<seed>`. */
   sessionPrefix?: string | undefined;
+  /** ms between a monitor's sends (default 1000: real time); durationS then counts packets. */
+  periodMs?: number | undefined;
 }
 
 export interface PlannedSession {
@@ -65,6 +69,8 @@ export interface PlannedMonitor {
 export interface SchedulePlan {
   seed: number;
   durationS: number;
+  /** ms between a monitor's sends. */
+  periodMs: number;
   /** Seconds from the first to the end of the last scheduled second (the longest monitor's packets). */
   spanS: number;
   monitors: PlannedMonitor[];
@@ -78,8 +84,8 @@ export function monitorIdFor(seed: number, index: number): string {
 }
 
 /** Scheduled time of a monitor's send k, ms after the replay's start. */
-export function sendTimeMs(monitor: Pick<PlannedMonitor, 'phaseMs'>, k: number): number {
-  return k * PACKET_PERIOD_MS + monitor.phaseMs;
+export function sendTimeMs(monitor: Pick<PlannedMonitor, 'phaseMs'>, k: number, periodMs = PACKET_PERIOD_MS): number {
+  return k * periodMs + monitor.phaseMs;
 }
 
 /** Session, seq and record packet of a monitor's send k (k < monitor.packets). */
@@ -104,6 +110,8 @@ export function planSchedule(input: PlanInput): SchedulePlan {
   if (!Number.isInteger(monitors) || monitors < 1) throw new ReplayError('REPLAY_BAD_OPTION', `monitors must be an integer >= 1, not ${monitors}`);
   if (!Number.isInteger(durationS) || durationS < 0) throw new ReplayError('REPLAY_BAD_OPTION', `duration must be a whole number of seconds >= 0, not ${durationS}`);
   if (records.length === 0) throw new ReplayError('REPLAY_BAD_OPTION', 'no records to replay');
+  const periodMs = input.periodMs ?? PACKET_PERIOD_MS;
+  if (!(Number.isFinite(periodMs) && periodMs >= 10 && periodMs <= PACKET_PERIOD_MS)) throw new ReplayError('REPLAY_BAD_OPTION', `packet period must be 10..1000 ms, not ${periodMs}`);
   for (const r of records) {
     if (!Number.isInteger(r.packets) || r.packets < 1) throw new ReplayError('REPLAY_BAD_RECORD', `record ${r.name} has no whole second of samples to send`);
   }
@@ -126,7 +134,7 @@ export function planSchedule(input: PlanInput): SchedulePlan {
     const rand = mulberry32(monitorSeed(seed, index));
     const record = shuffled[index % shuffled.length] as PlanRecord;
     const offsetS = Math.floor(rand() * record.packets);
-    const phaseMs = Math.floor(rand() * 1e6) / 1e3;
+    const phaseMs = (Math.floor(rand() * 1e6) / 1e3) * (periodMs / PACKET_PERIOD_MS);
     const packets = durationS === 0 ? record.packets : durationS;
     const sessions: PlannedSession[] = [];
     for (let firstSend = 0, firstPacket = offsetS, wrap = 0; firstSend < packets; wrap++) {
@@ -140,5 +148,5 @@ export function planSchedule(input: PlanInput): SchedulePlan {
     spanS = Math.max(spanS, packets);
   }
   const order = planned.map((m) => m.index).sort((a, b) => (planned[a] as PlannedMonitor).phaseMs - (planned[b] as PlannedMonitor).phaseMs || a - b);
-  return { seed, durationS, spanS, monitors: planned, order, totalPackets };
+  return { seed, durationS, periodMs, spanS, monitors: planned, order, totalPackets };
 }

@@ -20,6 +20,11 @@ export interface ReplayOptions {
   wait?: boolean | undefined;
   /** HTTP connections to the gateway (no pipelining); default min(2 × monitors, 256). */
   connections?: number | undefined;
+  /**
+   * ms between a monitor's sends (default 1000: real time). Shorter compresses time: every packet is
+   * still one second of ECG, and durationS counts packets per monitor.
+   */
+  packetPeriodMs?: number | undefined;
   /** Writes one NDJSON line per packet. */
   roundtripsFile?: string | undefined;
   /** First session name of every monitor; default `r<seed>`. */
@@ -104,6 +109,8 @@ export interface RoundTripLine {
   monitorId: string;
   session: string;
   seq: number;
+  /** When the send was due, ms after the replay's start (its place in time, for analyses by time block). */
+  dueMs: number;
   roundTripMs: number | null;
   /** HTTP status, or "error" (transport error) or "none" (unanswered). */
   status: number | 'error' | 'none';

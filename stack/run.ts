@@ -11,7 +11,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { LatencyRecord } from '../contracts/invocation.js';
 import { buildReport, writeReportFiles, formatReport, type LatencyReport } from '../report/index.js';
-import { runReplay, type ReplayProgress, type ReplaySummary } from '../replay/index.js';
+import { runReplay, type ReplayProgress, type ReplaySummary, type RoundTripLine } from '../replay/index.js';
 import { EpisodeStore, readRunRecords, writeRoundTrips, writeRunEvents, writeRunManifest, type StoredRunEvent } from '../storage/index.js';
 import { CpuMeter } from './proc-cpu.js';
 import { EmbeddedStack, type StackOptions } from './stack.js';
@@ -25,6 +25,8 @@ export interface RunOptions {
   records?: string[] | undefined;
   seed: number;
   deadlineMs: number;
+  /** ms between a monitor's packets (default 1000; shorter compresses time, see ReplayOptions). */
+  packetPeriodMs?: number;
   leads?: 1 | 2;
   /** Seconds of load before the measured replay (not reported), so models, JIT and connections are warm. */
   warmupS?: number;
@@ -40,6 +42,8 @@ export interface RunOptions {
   /** Runs after draining, before the stack's processes stop and the records are read (e.g. stop the guests' workers, which flushes their records). */
   beforeStop?: (stack: EmbeddedStack) => Promise<void>;
   signal?: AbortSignal;
+  /** More about the run for its manifest (run.json), e.g. the experiment, row and repeat it belongs to. */
+  manifestExtra?: Record<string, unknown>;
 }
 
 export interface RunOutcome {
@@ -55,6 +59,8 @@ export interface RunOutcome {
   drained: boolean;
   /** The run's latency records, as stored. */
   records: LatencyRecord[];
+  /** The load generator's line for every packet it sent (round trip or none, and when it was due). */
+  roundTripLines: RoundTripLine[];
   workers: Array<{ workerId: string; hypervisor: string }>;
 }
 
@@ -96,6 +102,7 @@ export async function runOnStack(options: RunOptions): Promise<RunOutcome> {
             workers: options.stack.workers ?? 2, extraComputeMs: options.stack.extraComputeMs ?? 0, leads: options.leads ?? 2,
           },
           workers: stack.workers.map((worker) => worker.ready),
+          ...options.manifestExtra,
         },
       });
       options.onStarted?.({ runId, gatewayUrl: info.gatewayUrl });
@@ -114,6 +121,7 @@ export async function runOnStack(options: RunOptions): Promise<RunOutcome> {
       const replay = await runReplay({
         gateway: info.gatewayUrl, monitors: options.monitors, durationS: options.durationS, dataDir: options.dataDir,
         records: options.records, seed: options.seed, deadlineMs: options.deadlineMs, leads: options.leads, roundtripsFile,
+        ...(options.packetPeriodMs !== undefined ? { packetPeriodMs: options.packetPeriodMs } : {}),
         sessionPrefix: runId.replace(/[^A-Za-z0-9_.:-]/g, '').slice(-40),
       }, { ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}) });
       const cpuPct = {
@@ -132,9 +140,11 @@ export async function runOnStack(options: RunOptions): Promise<RunOutcome> {
       options.logger.info('processes stopped');
 
       const roundTrips = new Map<string, number | null>();
+      const roundTripLines: RoundTripLine[] = [];
       for (const line of (await readFile(roundtripsFile, 'utf8').catch(() => '')).split('\n')) {
         if (line === '') continue;
-        const entry = JSON.parse(line) as { invocationId: string | null; roundTripMs: number | null };
+        const entry = JSON.parse(line) as RoundTripLine;
+        roundTripLines.push(entry);
         if (entry.invocationId !== null) roundTrips.set(entry.invocationId, entry.roundTripMs);
       }
       await writeRoundTrips({ s3, bucket, runId, roundTrips });
@@ -158,7 +168,7 @@ export async function runOnStack(options: RunOptions): Promise<RunOutcome> {
           duplicates: replay.packets.duplicates, failed: replay.packets.failed,
         },
         episodes: { written: ours.length, closed: ours.filter((manifest) => manifest.end !== null).length },
-        cpuPct, failedJobs, drained, workers, records,
+        cpuPct, failedJobs, drained, workers, records, roundTripLines,
       };
     } finally {
       s3.destroy();

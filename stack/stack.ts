@@ -28,6 +28,12 @@ export interface StackOptions {
   workers?: number;
   keyPrefix?: string;
   extraComputeMs?: number;
+  /** The extra work as an exact loop count for every worker (calibrated once by the caller; see WarmWorkerOptions). */
+  extraComputeIterations?: number;
+  /** Episodes stored by the workers (default true). */
+  storeEpisodes?: boolean;
+  /** Packets per second one monitor may send (the gateway's limit; default the gateway's, 5). */
+  monitorRatePerSecond?: number;
   gatewayPort?: number;
   waitTimeoutMs?: number;
   /** The gateway's enqueue window (ms; default: the gateway's). */
@@ -58,7 +64,8 @@ export interface StackInfo {
 }
 
 export class EmbeddedStack {
-  readonly #options: Required<Omit<StackOptions, 'redisUrl' | 'redisDir' | 'runId' | 'flushWindowMs' | 'vms' | 'policy' | 'scheduler'>> & {
+  readonly #options: Required<Omit<StackOptions, 'redisUrl' | 'redisDir' | 'runId' | 'flushWindowMs' | 'vms' | 'policy' | 'scheduler' | 'monitorRatePerSecond'>> & {
+    monitorRatePerSecond: number | undefined;
     redisUrl: string | undefined; redisDir: string; runId: string | undefined; flushWindowMs: number | undefined;
   } & Pick<StackOptions, 'vms' | 'policy' | 'scheduler'>;
   /** The local VMs' driver and the scheduler loop, with their Redis connection. */
@@ -74,10 +81,10 @@ export class EmbeddedStack {
   constructor(options: StackOptions) {
     const dir = options.dir ?? '.ecgfaas';
     this.#options = {
-      dir, workers: 2, keyPrefix: 'ecgfaas', extraComputeMs: 0, gatewayPort: 0, waitTimeoutMs: 1000, model: 'default',
+      dir, workers: 2, keyPrefix: 'ecgfaas', extraComputeMs: 0, extraComputeIterations: 0, storeEpisodes: true, gatewayPort: 0, waitTimeoutMs: 1000, model: 'default',
       appendfsync: 'everysec', childLogLevel: 'warn', ...options,
       redisUrl: options.redisUrl ?? process.env.REDIS_URL, redisDir: options.redisDir ?? path.join(dir, 'redis'), runId: options.runId,
-      flushWindowMs: options.flushWindowMs,
+      flushWindowMs: options.flushWindowMs, monitorRatePerSecond: options.monitorRatePerSecond,
     };
     this.keys = new RedisKeys(this.#options.keyPrefix);
   }
@@ -119,6 +126,7 @@ export class EmbeddedStack {
         args: ['gateway', '--redis', redisUrl, '--port', String(this.#options.gatewayPort), '--prefix', this.#options.keyPrefix,
           '--wait-timeout-ms', String(this.#options.waitTimeoutMs),
           ...(this.#options.flushWindowMs !== undefined ? ['--flush-window-ms', String(this.#options.flushWindowMs)] : []),
+          ...(this.#options.monitorRatePerSecond !== undefined ? ['--monitor-rate', String(this.#options.monitorRatePerSecond)] : []),
           ...(this.#options.policy !== undefined ? ['--policy', this.#options.policy] : [])],
         env: this.#childEnv(),
         logs: path.join(dir, 'logs', 'gateway.log'),
@@ -143,7 +151,7 @@ export class EmbeddedStack {
     if (vms !== undefined) {
       const driver = new LocalVmDriver({
         redis, keys: this.keys, env: this.#childEnv(), logsDir: path.join(this.#options.dir, 'logs'),
-        workerArgs: ['--redis', redisUrl, '--prefix', this.#options.keyPrefix, '--model', this.#options.model, '--extra-compute-ms', String(this.#options.extraComputeMs)],
+        workerArgs: ['--redis', redisUrl, '--prefix', this.#options.keyPrefix, '--model', this.#options.model, ...this.#functionArgs()],
       });
       this.#vms.driver = driver;
       await Promise.all(Array.from({ length: vms.count }, async (_, index) => {
@@ -172,7 +180,7 @@ export class EmbeddedStack {
     const index = this.workers.length;
     const worker: LocalProcess<{ workerId: string; hypervisor: string }> = new LocalProcess<{ workerId: string; hypervisor: string }>({
       args: ['worker', '--redis', info.redisUrl, '--prefix', this.#options.keyPrefix, '--model', this.#options.model,
-        '--extra-compute-ms', String(this.#options.extraComputeMs), '--driver', 'local', ...extraArgs],
+        ...this.#functionArgs(), '--driver', 'local', ...extraArgs],
       env: this.#childEnv(),
       logs: path.join(this.#options.dir, 'logs', `worker-${index}.log`),
       // The supervisor sees a crash at once: the dead worker's slots are adopted on the next heartbeat, not after the lease lapses.
@@ -181,6 +189,19 @@ export class EmbeddedStack {
     this.workers.push(worker);
     await worker.start();
     return worker;
+  }
+
+  /** The flags that shape every worker's function (extra compute, episodes on or off), also for workers in guests deployed on this stack. */
+  functionArgs(): string[] {
+    return this.#functionArgs();
+  }
+
+  #functionArgs(): string[] {
+    const { extraComputeMs, extraComputeIterations } = this.#options;
+    return [
+      '--extra-compute-ms', String(extraComputeMs), ...(extraComputeIterations > 0 ? ['--extra-compute-iterations', String(extraComputeIterations)] : []),
+      ...(this.#options.storeEpisodes ? [] : ['--no-episodes']),
+    ];
   }
 
   #childEnv(): NodeJS.ProcessEnv {

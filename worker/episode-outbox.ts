@@ -155,13 +155,16 @@ export class EpisodeOutbox {
       list.push(entry);
     }
     const monitors = [...byMonitor.values()];
+    // Each packet's own write time: its unbuffered objects (write's ms) plus its chunk's PUT.
+    const writeMs = new Map<OutboxEntry, number>();
     let next = 0;
     const worker = async () => {
       while (next < monitors.length) {
         const list = monitors[next++] as OutboxEntry[];
         for (const entry of list) {
           try {
-            await this.#o.episodes.write(entry.ctx, entry.seq, entry.input, { bufferParts: true });
+            const written = await this.#o.episodes.write(entry.ctx, entry.seq, entry.input, { bufferParts: true });
+            if (written.objects > 0 || written.episodes.length > 0) writeMs.set(entry, written.objects > 0 ? written.ms : 0);
           } catch (error) {
             const code = (error as { code?: string }).code ?? 'UNKNOWN';
             // Storage unavailable: the round is retried. Anything else would fail the same way
@@ -175,12 +178,16 @@ export class EpisodeOutbox {
     };
     await Promise.all(Array.from({ length: Math.min(this.#o.parallel, monitors.length) }, worker));
     // One chunk per open episode per round, not an object per packet: before the entries leave the outbox.
-    await this.#o.episodes.flush();
+    const chunkMs = new Map<string, number>();
+    await this.#o.episodes.flush({ onChunk: (chunk) => { for (const seq of chunk.seqs) chunkMs.set(`${chunk.monitorId}\n${seq}`, chunk.ms); } });
     const storedAt = this.#o.now();
     for (const entry of entries) {
       entry.record.storedAt = storedAt;
       entry.record.finishedAt = storedAt;
       entry.record.storageWriteMs = storedAt - entry.record.computedAt;
+      const own = writeMs.get(entry);
+      const chunk = chunkMs.get(`${entry.monitorId}\n${entry.seq}`);
+      if (own !== undefined || chunk !== undefined) entry.record.writeMs = (own ?? 0) + (chunk ?? 0);
     }
     return entries.map((entry) => JSON.stringify(entry.record));
   }

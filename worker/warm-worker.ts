@@ -56,6 +56,15 @@ export interface WarmWorkerOptions {
   vm?: string | null;
   /** CPU burnt per packet, to reproduce the paper's ~305 ms classifier and collocation effects. */
   extraComputeMs?: number;
+  /**
+   * The same CPU work as an exact loop count, calibrated elsewhere (an experiment calibrates once on
+   * the host): every worker, in a guest or not, then does the same work, so a slower guest takes
+   * longer, where calibrating in each worker (extraComputeMs alone) would hide that. Wins over
+   * extraComputeMs for the work done; extraComputeMs then only labels the records.
+   */
+  extraComputeIterations?: number;
+  /** Store abnormal episodes (default true); false runs the function alone, as the paper's runs without disk writes (its Tables I-II). */
+  storeEpisodes?: boolean;
   checkpointEvery?: number;
   resultTtlSeconds?: number;
   /** Checkpoints and replay logs of silent monitors expire after this long. */
@@ -159,7 +168,7 @@ export class WarmWorker {
     this.id = options.workerId ?? `${hostname().replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 32)}-${process.pid}-${randomBytes(3).toString('hex')}`;
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(this.id)) throw new RangeError(`worker id "${this.id}" must be 1-64 of [A-Za-z0-9_-]`);
     this.#options = {
-      keyPrefix: 'ecgfaas', driver: 'local', extraComputeMs: 0, checkpointEvery: 30, resultTtlSeconds: 300,
+      keyPrefix: 'ecgfaas', driver: 'local', extraComputeMs: 0, extraComputeIterations: 0, storeEpisodes: true, checkpointEvery: 30, resultTtlSeconds: 300,
       stateTtlSeconds: 24 * 3600, heartbeatMs: 2000, leaseMs: 10_000, adoptOrphans: true, maxOutbox: 20_000, outboxDrainMs: 30_000, deadlineMs: 1000, onStopRequested: () => {}, ...options, host: options.host ?? null, vm: options.vm ?? null,
     };
     this.#keys = new RedisKeys(this.#options.keyPrefix);
@@ -201,7 +210,7 @@ export class WarmWorker {
     });
     this.#facts = await collectHostFacts();
     this.#health = new HealthCounters(this.#options.deadlineMs, this.#work);
-    if (this.#options.extraComputeMs > 0) this.#options.logger.info({ iterationsPerMs: Math.round(this.#work.iterationsPerMs) }, 'extra compute calibrated');
+    if (this.#options.extraComputeMs > 0 && this.#options.extraComputeIterations === 0) this.#options.logger.info({ iterationsPerMs: Math.round(this.#work.iterationsPerMs) }, 'extra compute calibrated');
     this.#cpu = new CpuSampler({ intervalMs: 1000 });
     this.#cpu.start();
     const { storage } = this.#options;
@@ -437,7 +446,7 @@ export class WarmWorker {
           if (!(error instanceof FunctionError) || !PACKET_ERRORS.has(error.code)) throw error;
           errorCode = error.code;
         }
-        this.#burn(this.#options.extraComputeMs);
+        this.#burn();
         const computedAt = clock.now();
         this.#costWindow.packets += 1;
         const status = errorCode !== null ? 'error' : (result as PacketResult).status;
@@ -483,7 +492,7 @@ export class WarmWorker {
         records.push(record);
         const json = JSON.stringify(this.#result(item, record));
         ops.push('R', this.#keys.result(item.envelope.invocationId), json, this.#options.resultTtlSeconds);
-        const events = item.result?.events ?? [];
+        const events = this.#options.storeEpisodes ? item.result?.events ?? [] : [];
         if (item.result !== null && events.length > 0) {
           episodeWrites += 1;
           ops.push('O', this.#keys.outbox(slot), encodeOutboxEntry({
@@ -597,8 +606,9 @@ export class WarmWorker {
   }
 
   /** CPU work, like the paper's classifier: a fixed amount of it, not a sleep and not a span of wall time (worker/cpu-work.ts). */
-  #burn(ms: number): void {
-    this.#work.burn(ms);
+  #burn(): void {
+    if (this.#options.extraComputeIterations > 0) this.#work.run(this.#options.extraComputeIterations);
+    else this.#work.burn(this.#options.extraComputeMs);
   }
 
   /** The invocation's latency record; a packet with episode writes gets storedAt from the outbox's storer. */
@@ -621,6 +631,7 @@ export class WarmWorker {
       driver: this.#options.driver,
       collocated: this.#states?.size ?? 0,
       extraComputeMs: this.#options.extraComputeMs,
+      ...(this.#options.extraComputeIterations > 0 ? { extraComputeIterations: this.#options.extraComputeIterations } : {}),
       batchSize,
       beats: beats.length,
       abnormalBeats: beats.filter((beat) => beat.abnormal).length,

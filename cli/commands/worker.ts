@@ -20,6 +20,8 @@ export function registerWorker(program: Command): void {
     .option('--redis <url>', 'Redis URL (default: REDIS_URL)')
     .option('--model <name|path>', 'ONNX model: default, paper, or a path', 'default')
     .option('--extra-compute-ms <ms>', 'burn this much CPU per packet (the paper\'s classifier took ~305 ms)', integerOption('--extra-compute-ms', 0), 0)
+    .option('--extra-compute-iterations <n>', 'do this exact CPU work per packet instead (a loop count calibrated once elsewhere: ecgfaas experiment does so on the host, so every worker does the same work)', integerOption('--extra-compute-iterations', 0), 0)
+    .option('--no-episodes', 'do not store abnormal episodes (the function still finds them): runs without storage writes')
     .addOption(new Option('--driver <driver>', 'the deploy driver that started this worker (recorded in every latency record)').choices(['local', 'libvirt']).default('local'))
     .option('--host <name>', 'physical host, when the deployer knows it')
     .option('--vm <name>', 'the VM this worker runs in, as the deployer named it (default: the hostname)')
@@ -28,7 +30,7 @@ export function registerWorker(program: Command): void {
     .option('--result-ttl <s>', 'seconds results stay readable at GET /v1/invocations/:id', integerOption('--result-ttl', 1), 300)
     .option('--prefix <prefix>', 'Redis key prefix', 'ecgfaas')
     .action(async (options: {
-      redis?: string; model: string; extraComputeMs: number; driver: 'local' | 'libvirt'; host?: string; vm?: string; workerId?: string; checkpointEvery: number;
+      redis?: string; model: string; extraComputeMs: number; extraComputeIterations: number; episodes: boolean; driver: 'local' | 'libvirt'; host?: string; vm?: string; workerId?: string; checkpointEvery: number;
       resultTtl: number; prefix: string;
     }) => {
       const logger = createLogger('worker');
@@ -48,6 +50,8 @@ export function registerWorker(program: Command): void {
         host: options.host ?? null,
         vm: options.vm ?? null,
         extraComputeMs: options.extraComputeMs,
+        extraComputeIterations: options.extraComputeIterations,
+        storeEpisodes: options.episodes,
         checkpointEvery: options.checkpointEvery,
         resultTtlSeconds: options.resultTtl,
         ...(options.workerId !== undefined ? { workerId: options.workerId } : {}),
@@ -73,13 +77,15 @@ export function registerWorker(program: Command): void {
     .option('--wait-timeout-ms <ms>', 'longest a ?wait=1 request waits for its result', integerOption('--wait-timeout-ms', 0), 1000)
     .option('--prefix <prefix>', 'Redis key prefix', 'ecgfaas')
     .option('--policy <file>', 'place new monitors by this placement policy (YAML, docs/SCHEDULER.md); default: the least-loaded live worker')
+    .option('--monitor-rate <n>', 'packets per second one monitor may send (a token bucket; bursts of 6 s worth, at least 30)', integerOption('--monitor-rate', 1, 100_000), 5)
     .option('--flush-window-ms <ms>', 'wait this long after a packet for others to share its enqueue (fewer Redis round trips per packet under load)', integerOption('--flush-window-ms', 0, 1000), 15)
-    .action(async (options: { redis?: string; host: string; port: number; waitTimeoutMs: number; prefix: string; flushWindowMs: number; policy?: string }) => {
+    .action(async (options: { redis?: string; host: string; port: number; waitTimeoutMs: number; prefix: string; flushWindowMs: number; monitorRate: number; policy?: string }) => {
       const logger = createLogger('gateway');
       const policy = options.policy === undefined ? undefined : await loadPolicy(options.policy);
       const gateway = new Gateway({
         redisUrl: redisUrlOf(options.redis), keyPrefix: options.prefix, host: options.host, port: options.port,
-        waitTimeoutMs: options.waitTimeoutMs, flushWindowMs: options.flushWindowMs, logger, ...(policy !== undefined ? { policy } : {}),
+        waitTimeoutMs: options.waitTimeoutMs, flushWindowMs: options.flushWindowMs, logger,
+        monitorRate: { perSecond: options.monitorRate, burst: Math.max(30, 6 * options.monitorRate) }, ...(policy !== undefined ? { policy } : {}),
       });
       const stopped = untilSignal();
       try {

@@ -95,6 +95,13 @@ export interface EpisodeWriteInput {
   gap?: GapInfo | null;
 }
 
+/** A chunk of buffered parts stored by flush(): whose, which packets, and the PUT's wall time (ms). */
+export interface ChunkWrite {
+  monitorId: string;
+  seqs: number[];
+  ms: number;
+}
+
 export interface EpisodeWriteResult {
   /** Objects written and their bytes. */
   objects: number;
@@ -227,7 +234,7 @@ export class EpisodeStore {
   /** When each open episode's manifest was last written (ms, performance.now()). */
   readonly #manifestWrittenAt = new Map<string, number>();
   /** Parts buffered by bufferParts writes, per episode (by manifest key), in seq order. */
-  readonly #buffered = new Map<string, { keys: EpisodeKeys; parts: EpisodePart[] }>();
+  readonly #buffered = new Map<string, { keys: EpisodeKeys; monitorId: string; parts: EpisodePart[] }>();
   readonly #manifestIntervalMs: number;
 
   constructor(options: EpisodeStoreOptions) {
@@ -261,12 +268,13 @@ export class EpisodeStore {
    * Writes what deferring writes left in memory: every episode's buffered parts as one chunk, then
    * the manifests of new episodes and of those not written for manifestIntervalMs (all of them
    * with `all`). Buffered parts leave memory only once written, so a failed flush can be retried.
-   * Returns the objects written.
+   * Returns the objects written; `onChunk` hears of each chunk stored: its monitor, its packets and
+   * how long its PUT took (retries included), so each packet's own write time can be told.
    */
-  async flush(options: { all?: boolean } = {}): Promise<{ chunks: number; manifests: number }> {
+  async flush(options: { all?: boolean; onChunk?: (chunk: ChunkWrite) => void } = {}): Promise<{ chunks: number; manifests: number }> {
     const tally = newTally() as Tally;
     const buffered = [...this.#buffered.keys()];
-    await pLimit(READ_CONCURRENCY).map(buffered, (manifestKey) => this.#writeChunk(manifestKey, tally));
+    await pLimit(READ_CONCURRENCY).map(buffered, (manifestKey) => this.#writeChunk(manifestKey, tally, options.onChunk));
     const now = performance.now();
     const due = [...this.#dirty].filter((key) => options.all === true || now - (this.#manifestWrittenAt.get(key) ?? -Infinity) >= this.#manifestIntervalMs);
     await pLimit(READ_CONCURRENCY).map(due, async (key) => {
@@ -279,11 +287,13 @@ export class EpisodeStore {
   }
 
   /** Writes an episode's buffered parts as one chunk; they leave the buffer once stored. */
-  async #writeChunk(manifestKey: string, tally: Tally): Promise<void> {
+  async #writeChunk(manifestKey: string, tally: Tally, onChunk?: (chunk: ChunkWrite) => void): Promise<void> {
     const pending = this.#buffered.get(manifestKey);
     if (pending === undefined || pending.parts.length === 0) return;
     const parts = [...pending.parts];
+    const started = performance.now();
     await this.#put(pending.keys.chunk((parts[0] as EpisodePart).seq, (parts.at(-1) as EpisodePart).seq), encodeChunk(parts), 'application/x-msgpack', tally);
+    onChunk?.({ monitorId: pending.monitorId, seqs: parts.map((part) => part.seq), ms: performance.now() - started });
     // Parts buffered while the PUT was in flight (another slot's storer shares this store) stay.
     const written = new Set(parts);
     const now = this.#buffered.get(manifestKey);
@@ -374,7 +384,7 @@ export class EpisodeStore {
     }
     if (buffer) {
       let pending = this.#buffered.get(keys.manifest);
-      if (pending === undefined) this.#buffered.set(keys.manifest, (pending = { keys, parts: [] }));
+      if (pending === undefined) this.#buffered.set(keys.manifest, (pending = { keys, monitorId: ctx.monitorId, parts: [] }));
       pending.parts.push(part);
     }
     let manifest: EpisodeManifest;
