@@ -8,6 +8,7 @@ import { isEcgFaasError } from '../contracts/errors.js';
 import { registerAnnotate } from './commands/annotate.js';
 import { registerData } from './commands/data.js';
 import { registerEval } from './commands/eval.js';
+import { registerExperiment } from './commands/experiment.js';
 import { registerModel } from './commands/model.js';
 import { registerDeploy } from './commands/deploy.js';
 import { registerImage } from './commands/image.js';
@@ -45,6 +46,7 @@ export function buildProgram(): Command {
   registerPlacement(program);
   registerDeploy(program);
   registerImage(program);
+  registerExperiment(program);
   // Subcommands inherit exitOverride only when set before they are added; set it on all of them.
   for (const command of program.commands) {
     command.exitOverride();

@@ -20,7 +20,6 @@ export const METRICS = ['compute', 'roundTrip', 'write'] as const;
 export type Metric = (typeof METRICS)[number];
 export const ROMAN = ['I', 'II', 'III', 'IV', 'V', 'VI', 'VII', 'VIII'] as const;
 
-const literals = <T extends readonly string[]>(values: T) => Type.Union(values.map((value) => Type.Literal(value)));
 const Slug = Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,47}$' });
 
 /** The paper's numbers for one of its rows, for the side-by-side table. */
@@ -38,7 +37,7 @@ export const RowSchema = Type.Object({
   id: Slug,
   /** As the paper's table prints it (e.g. `Xen PV (paused)`). */
   label: Type.String({ minLength: 1, maxLength: 48 }),
-  approach: literals(APPROACHES),
+  approach: Type.Union(APPROACHES.map((approach) => Type.Literal(approach))),
   /** The paper's row this one reproduces (only a real counterpart: a local VM is never the paper's KVM). */
   paperRow: Type.Optional(Type.String({ minLength: 1, maxLength: 48 })),
   /** Monitors in the row, in all. */
@@ -56,15 +55,15 @@ export const RowSchema = Type.Object({
   /** Monitors on each VM that carries any: VM 1 gets the first this many, and so on; the rest stay idle. */
   monitorsPerVm: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
   /** What the VMs without monitors do during the row (the paper's Tables V-VI). */
-  idleVms: Type.Optional(literals(IDLE_STATES)),
+  idleVms: Type.Optional(Type.Union(IDLE_STATES.map((state) => Type.Literal(state)))),
 }, { additionalProperties: false });
 
 export const ExperimentSpecSchema = Type.Object({
   experiment: Slug,
-  paperTable: literals(ROMAN),
+  paperTable: Type.Union(ROMAN.map((numeral) => Type.Literal(numeral))),
   title: Type.String({ minLength: 1, maxLength: 200 }),
   /** What the paper's table reports: time in the function, device round trip, or each storage write. */
-  metric: literals(METRICS),
+  metric: Type.Union(METRICS.map((metric) => Type.Literal(metric))),
   scaling: Type.Object({
     /** This host's CPUs over the paper's 8 hardware threads: vCPUs, bare workers and CPU cost per packet are multiplied by it. */
     scale: Type.Number({ exclusiveMinimum: 0, maximum: 4 }),

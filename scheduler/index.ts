@@ -1,7 +1,7 @@
 /** The scheduler: placement policy (YAML), the deterministic planner, the inventory in Redis, live placement, moves, and the control loop. */
 export { SchedulerError } from './errors.js';
 export { DRIVER_LIVE_MS, encodePlacementFields, liveDrivers, pendingVms, readInventory, type PendingVm, type WorkerPlacementFields } from './inventory.js';
-export { LivePlacer, storedDecision, type StoredDecision } from './live.js';
+export { LivePlacer, pinMonitors, storedDecision, type StoredDecision } from './live.js';
 export { SchedulerLoop } from './control.js';
 export { appendSchedulerEvents, readSchedulerEvents, type SchedulerEvent, type SchedulerEventType } from './events.js';
 export { moveMonitors, type MoveOutcome, type MoveRequest, type RouteChange } from './moves.js';

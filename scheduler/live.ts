@@ -124,3 +124,29 @@ export async function storedDecision(redis: Redis, keys: RedisKeys, monitorId: s
   const raw = await redis.get(keys.placement(monitorId));
   return raw === null ? null : JSON.parse(raw) as StoredDecision;
 }
+
+/**
+ * Assigns monitors to chosen workers ahead of their first packet: a fixed placement (an experiment
+ * row places its monitors itself, as the paper did). Each decision is stored (`placement explain`)
+ * with the caller's reason. A monitor assigned already is refused (PLACEMENT_EXISTS): pinning
+ * never moves a monitor that may have packets in flight.
+ */
+export async function pinMonitors(
+  redis: Redis, keys: RedisKeys, pins: ReadonlyArray<{ monitor: string; worker: string; vm: string; reason: string }>, now: number,
+): Promise<void> {
+  await withPlacementLock(redis, keys, async () => {
+    const existing = pins.length === 0 ? [] : await redis.hmget(keys.assignments, ...pins.map((pin) => pin.monitor));
+    const taken = pins.filter((_, index) => existing[index] !== null);
+    if (taken.length > 0) throw new SchedulerError('PLACEMENT_EXISTS', `already placed: ${taken.map((pin) => pin.monitor).join(', ')}`);
+    const multi = redis.multi();
+    for (const pin of pins) {
+      const stored: StoredDecision = {
+        decision: { monitor: pin.monitor, vm: pin.vm, worker: pin.worker, how: 'placed', reason: pin.reason, excluded: [], eligible: 1 },
+        at: Math.round(now),
+      };
+      multi.hset(keys.assignments, pin.monitor, pin.worker).hincrby(keys.slotLoad, pin.worker, 1)
+        .set(keys.placement(pin.monitor), JSON.stringify(stored), 'EX', DECISION_TTL_SECONDS);
+    }
+    await multi.exec();
+  });
+}

@@ -49,6 +49,8 @@ export interface StackOptions {
    * vm-1..vm-N, whose workers run besides the `workers` plain ones.
    */
   vms?: { count: number; vcpus: number; memoryMb?: number; workersPerVm?: number } | undefined;
+  /** Serve scale-out requests with the local VMs' driver (default true; an experiment's placement is fixed). */
+  scaleOut?: boolean;
   /** A placement policy file: the gateway places new monitors by it. */
   policy?: string | undefined;
   /** Run the scheduler's control loop (scheduler/control.ts) with the policy in this process. */
@@ -64,7 +66,8 @@ export interface StackInfo {
 }
 
 export class EmbeddedStack {
-  readonly #options: Required<Omit<StackOptions, 'redisUrl' | 'redisDir' | 'runId' | 'flushWindowMs' | 'vms' | 'policy' | 'scheduler' | 'monitorRatePerSecond'>> & {
+  readonly #options: Required<Omit<StackOptions, 'redisUrl' | 'redisDir' | 'runId' | 'flushWindowMs' | 'vms' | 'policy' | 'scheduler' | 'monitorRatePerSecond' | 'scaleOut'>> & {
+    scaleOut: boolean;
     monitorRatePerSecond: number | undefined;
     redisUrl: string | undefined; redisDir: string; runId: string | undefined; flushWindowMs: number | undefined;
   } & Pick<StackOptions, 'vms' | 'policy' | 'scheduler'>;
@@ -84,7 +87,7 @@ export class EmbeddedStack {
       dir, workers: 2, keyPrefix: 'ecgfaas', extraComputeMs: 0, extraComputeIterations: 0, storeEpisodes: true, gatewayPort: 0, waitTimeoutMs: 1000, model: 'default',
       appendfsync: 'everysec', childLogLevel: 'warn', ...options,
       redisUrl: options.redisUrl ?? process.env.REDIS_URL, redisDir: options.redisDir ?? path.join(dir, 'redis'), runId: options.runId,
-      flushWindowMs: options.flushWindowMs, monitorRatePerSecond: options.monitorRatePerSecond,
+      flushWindowMs: options.flushWindowMs, monitorRatePerSecond: options.monitorRatePerSecond, scaleOut: options.scaleOut ?? true,
     };
     this.keys = new RedisKeys(this.#options.keyPrefix);
   }
@@ -160,8 +163,10 @@ export class EmbeddedStack {
         await driver.start(name);
       }));
       // The stack's driver makes the VMs placement asks for (policy onNoCapacity: scale-out).
-      this.#vms.scaleOut = new ScaleOutService({ redis, keys: this.keys, driver, logger: this.#options.logger, now: () => clock.now() });
-      await this.#vms.scaleOut.start();
+      if (this.#options.scaleOut) {
+        this.#vms.scaleOut = new ScaleOutService({ redis, keys: this.keys, driver, logger: this.#options.logger, now: () => clock.now() });
+        await this.#vms.scaleOut.start();
+      }
     }
     if (scheduler !== undefined) {
       if (this.#options.policy === undefined) throw new Error('the scheduler loop needs a policy');
