@@ -8,6 +8,7 @@ import { access, readFile, readdir } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import path from 'node:path';
 import { detectCgroups } from '../deploy/cgroups.js';
+import { Virsh } from '../deploy/libvirt/index.js';
 import type { Approach } from './spec.js';
 
 export type Support = { ok: true; note?: string } | { ok: false; reason: string };
@@ -50,8 +51,13 @@ async function hasKvm(): Promise<boolean> {
   }
 }
 
-/** Whether `approach` can run here; the reason when not. */
-export async function approachSupport(approach: Approach): Promise<Support> {
+/** The libvirt URI a row of this approach uses unless told otherwise. */
+export function defaultConnect(approach: Approach): string {
+  return approach.startsWith('xen') ? 'xen:///system' : 'qemu:///system';
+}
+
+/** Whether `approach` can run here; the reason when not. `connect`: the libvirt URI of its guests. */
+export async function approachSupport(approach: Approach, connect = defaultConnect(approach)): Promise<Support> {
   switch (approach) {
     case 'bare':
       return { ok: true };
@@ -61,21 +67,23 @@ export async function approachSupport(approach: Approach): Promise<Support> {
         : { ok: true };
     case 'kvm':
       if (!(await hasKvm())) return { ok: false, reason: 'no hardware virtualisation here (/dev/kvm is missing or not usable; this machine is itself a KVM guest without nested virtualisation)' };
-      return libvirtTools('qemu-system-x86_64');
+      return libvirtTools('qemu-system-x86_64', connect);
     case 'qemu':
-      return libvirtTools('qemu-system-x86_64');
+      return libvirtTools('qemu-system-x86_64', connect);
     case 'xen-pv':
     case 'xen-hvm':
       if (!(await isXenDom0())) return { ok: false, reason: 'no Xen here (this host is not a Xen dom0: /proc/xen/capabilities does not list control_d)' };
-      return libvirtTools('xl');
+      return libvirtTools('xl', connect);
   }
 }
 
-async function libvirtTools(hypervisorBinary: string): Promise<Support> {
+async function libvirtTools(hypervisorBinary: string, connect: string): Promise<Support> {
   const missing = [];
   if (!(await onPath('virsh'))) missing.push('virsh (libvirt-clients)');
   if (!(await onPath(hypervisorBinary))) missing.push(hypervisorBinary);
   if (!(await hasKernel())) missing.push('a kernel in /boot to boot guests with');
   if (missing.length > 0) return { ok: false, reason: `libvirt guests need ${missing.join(', ')}, not installed here (scripts/setup.sh --tests with ECGFAAS_GUEST_TESTS=1 installs them)` };
+  const answered = await new Virsh(connect).call(['list']).then(() => null, (error: Error) => error.message);
+  if (answered !== null) return { ok: false, reason: `libvirt at ${connect} does not answer (is its daemon running? libvirtd -d): ${answered.split('\n')[0]}` };
   return { ok: true };
 }

@@ -10,18 +10,23 @@
  * The function's emulated work is calibrated once, here on the host, into a loop count every
  * worker runs (--extra-compute-iterations), so a slower VM takes longer for the same work.
  */
+import { randomBytes } from 'node:crypto';
 import { hostname, cpus } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pLimit from 'p-limit';
 import type { Logger } from 'pino';
 import { Redis } from 'ioredis';
 import type { LatencyRecord } from '../contracts/invocation.js';
-import { listVms } from '../deploy/vms.js';
+import { asSeenFromGuest, DeployError, ensureInitrd, LibvirtDriver, newestKernel, type GuestHypervisor } from '../deploy/libvirt/index.js';
+import { listVms, type DeployDriver } from '../deploy/vms.js';
 import { monitorIdFor, type ReplayProgress } from '../replay/index.js';
 import { pinMonitors } from '../scheduler/index.js';
 import type { EmbeddedStack } from '../stack/index.js';
 import { runOnStack, type RunOutcome } from '../stack/run.js';
 import { CpuWork } from '../worker/cpu-work.js';
 import { compareRows, summariseRow, type Comparison, type RowRuns, type RowSummary, type RunSamples, type Sample } from './analysis.js';
-import { approachSupport } from './capabilities.js';
+import { approachSupport, defaultConnect } from './capabilities.js';
 import { ExperimentError } from './errors.js';
 import { isVmApproach, type ResolvedExperiment, type ResolvedRow } from './spec.js';
 
@@ -41,6 +46,26 @@ export interface RunExperimentOptions {
   onRunDone?: (info: { row: ResolvedRow; repeat: number; runId: string; outcome: RunOutcome }) => void;
   /** Loop iterations per ms of this host's CPU (default: calibrated now, in this process). */
   iterationsPerMs?: number;
+  /** How libvirt rows (qemu, kvm, xen-pv, xen-hvm) make their guests (as `ecgfaas deploy --driver libvirt`). */
+  guests?: GuestOptions;
+}
+
+export interface GuestOptions {
+  /** libvirt URI (default qemu:///system; xen:///system for Xen rows). */
+  connect?: string;
+  /** The guests' root image (`ecgfaas image build`); default: the host's root over 9p (KVM, QEMU). Xen needs one. */
+  disk?: string;
+  /** A host bridge for the guests (default: QEMU user networking; Xen: xenbr0). */
+  bridge?: string;
+  /** user, dhcp or static:... (see `deploy --guest-net`). */
+  guestNet?: string;
+  /** Redis and S3 as bridged guests reach them (the run's own stack must then listen there: give REDIS_URL and ECGFAAS_S3_ENDPOINT). */
+  guestRedis?: string;
+  guestS3Endpoint?: string;
+  /** Default 600 s (QEMU emulation boots slowly). */
+  bootTimeoutS?: number;
+  /** Guests booting at once (default 2). */
+  bootConcurrency?: number;
 }
 
 export interface Skipped {
@@ -79,8 +104,14 @@ export interface ExperimentResult {
   samples: RowRuns[];
 }
 
-/** Key prefix of every experiment run: their cgroups (`<prefix>.<vm>`) never meet a deployment's. */
-const KEY_PREFIX = 'ecgfaas-xp';
+/**
+ * Key prefix of an experiment run, new for each: its keys never meet another run's in a shared
+ * Redis, nor its local VMs' cgroups (`<prefix>.<vm>`) a deployment's.
+ */
+export const KEY_PREFIX = 'ecgfaas-xp';
+/** The checkout, which KVM and QEMU guests see through the host's root over 9p. */
+const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const runKeyPrefix = () => `${KEY_PREFIX}-${randomBytes(3).toString('hex')}`;
 
 export async function runExperiment(experiment: ResolvedExperiment, options: RunExperimentOptions): Promise<ExperimentResult> {
   const startedAt = new Date().toISOString();
@@ -91,14 +122,9 @@ export async function runExperiment(experiment: ResolvedExperiment, options: Run
   const measured: RowRuns[] = [];
   const records = options.records ?? (experiment.spec.load.records === 'all' || experiment.spec.load.records === undefined ? undefined : experiment.spec.load.records);
   for (const row of experiment.rows) {
-    const support = await approachSupport(row.approach);
+    const support = await approachSupport(row.approach, options.guests?.connect);
     if (!support.ok) {
       skipped.push({ row: row.id, approach: row.approach, reason: support.reason });
-      continue;
-    }
-    if (row.approach !== 'bare' && row.approach !== 'local') {
-      // The libvirt approaches (qemu, kvm, xen-pv, xen-hvm) boot real guests; not run by experiments yet.
-      skipped.push({ row: row.id, approach: row.approach, reason: `experiment run does not deploy ${row.approach} guests yet (ecgfaas deploy --driver libvirt does; docs/GUESTS.md)` });
       continue;
     }
     if (support.note !== undefined) notes.push(`${row.id}: ${support.note}`);
@@ -140,10 +166,17 @@ async function runRow(
 ): Promise<RunOutcome> {
   const seed = experiment.spec.load.seed ?? 1;
   const k = experiment.timeCompression;
+  const keyPrefix = runKeyPrefix();
   let runId = '';
+  let guests: LibvirtDriver | null = null;
+  const closeGuests = async () => {
+    const driver = guests;
+    guests = null;
+    await driver?.close();
+  };
   return runOnStack({
     stack: {
-      dir: options.store, keyPrefix: KEY_PREFIX, workers: row.approach === 'bare' ? row.workers : 0,
+      dir: options.store, keyPrefix, workers: row.approach === 'bare' ? row.workers : 0,
       extraComputeMs: Math.round(experiment.costMs), extraComputeIterations: options.iterations,
       storeEpisodes: experiment.spec.load.episodes,
       // The gateway's per-monitor limit must let time-compressed monitors through.
@@ -165,7 +198,19 @@ async function runRow(
         idleVms: row.idleVms, workers: row.workers, rule: experiment.rule,
       },
     },
-    beforeReplay: (stack) => placeRow(stack, row, seed),
+    beforeReplay: async (stack) => {
+      if (row.approach === 'local' || row.approach === 'bare') {
+        await placeRow(stack, row, seed, stack.vmDriver);
+        return;
+      }
+      guests = await libvirtDriver(stack, row, keyPrefix, options);
+      await bootGuests(guests, row, options.guests?.bootConcurrency ?? 2, options.signal);
+      await placeRow(stack, row, seed, guests);
+    },
+    // The guests' workers stop through Redis and flush their latency records before they are read.
+    beforeStop: closeGuests,
+    // After a failure too, while the stack's Redis is still up: nothing is left defined or running.
+    cleanup: closeGuests,
     onStarted: (info) => {
       runId = info.runId;
       options.onRunStart?.({ row, repeat, runId });
@@ -177,12 +222,74 @@ async function runRow(
   });
 }
 
+/** The libvirt driver of a row's guests, deployed on the run's stack (as `ecgfaas deploy --driver libvirt` does). */
+async function libvirtDriver(stack: EmbeddedStack, row: ResolvedRow, keyPrefix: string, options: RunExperimentOptions): Promise<LibvirtDriver> {
+  const info = stack.info;
+  if (info === null) throw new ExperimentError('EXPERIMENT_STACK', 'the stack is not started');
+  const hypervisor = row.approach as GuestHypervisor;
+  const xen = hypervisor.startsWith('xen');
+  const guests = options.guests ?? {};
+  const bridged = xen || guests.bridge !== undefined;
+  if (bridged && (guests.guestRedis === undefined || (info.embeddedS3 && guests.guestS3Endpoint === undefined))) {
+    throw new ExperimentError('EXPERIMENT_BAD_OPTION', `${row.id}: guests on a bridge reach Redis and S3 at addresses of the host's network: give --guest-redis and --guest-s3-endpoint (and REDIS_URL, ECGFAAS_S3_ENDPOINT for the stack to use)`);
+  }
+  const found = await newestKernel();
+  if (found === null) throw new ExperimentError('EXPERIMENT_STACK', 'no kernel in /boot to boot guests with');
+  // One initramfs for every run, rebuilt when its sources or the kernel change.
+  const initrd = await ensureInitrd(path.resolve(options.store, 'guest', 'initrd.img'), found.version);
+  const stateDir = path.resolve(options.store, 'guest', 'experiments');
+  const redis = new Redis(info.redisUrl, { maxRetriesPerRequest: null });
+  redis.on('error', () => {});
+  const driver = new LibvirtDriver({
+    redis, keys: stack.keys, connect: guests.connect ?? defaultConnect(row.approach), hypervisor,
+    guestRedisUrl: guests.guestRedis ?? asSeenFromGuest(info.redisUrl),
+    guestS3: { ...info.s3, ...(info.s3.endpoint !== undefined ? { endpoint: guests.guestS3Endpoint ?? asSeenFromGuest(info.s3.endpoint) } : {}) },
+    kernel: found.kernel, initrd, checkout: PACKAGE_ROOT, stateDir,
+    workerArgs: ['--prefix', keyPrefix, '--model', 'default', ...stack.functionArgs()],
+    bootTimeoutMs: (guests.bootTimeoutS ?? 600) * 1000,
+    ...(guests.disk !== undefined ? { rootImage: path.resolve(guests.disk) } : {}),
+    ...(guests.guestNet !== undefined ? { net: guests.guestNet } : {}),
+    ...(guests.bridge !== undefined ? { network: { kind: 'bridge' as const, name: guests.bridge } } : {}),
+  });
+  // The driver's Redis connection ends with it.
+  const close = driver.close.bind(driver);
+  driver.close = async () => {
+    try {
+      await close();
+    } finally {
+      redis.disconnect();
+    }
+  };
+  return driver;
+}
+
+/** Creates the row's guests (vm-1..vm-N) and boots them a few at a time; one that does not come up fails the run (all are torn down by the driver's close). */
+async function bootGuests(driver: LibvirtDriver, row: ResolvedRow, concurrency: number, signal?: AbortSignal): Promise<void> {
+  if (row.vms === null) return;
+  const names = Array.from({ length: row.vms.count }, (_, index) => `vm-${index + 1}`);
+  for (const name of names) await driver.create({ name, vcpus: row.vms.vcpus, memoryMb: row.vms.memoryMb });
+  const limit = pLimit(concurrency);
+  const onAbort = () => {
+    limit.clearQueue();
+    void driver.close();
+  };
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    const results = await Promise.allSettled(names.map((name) => limit(() => driver.start(name))));
+    const failures = results.flatMap((result) => (result.status === 'rejected' ? [(result.reason as Error).message] : []));
+    if (signal?.aborted) throw new ExperimentError('EXPERIMENT_ABORTED', 'stopped (signal) while the guests booted');
+    if (failures.length > 0) throw new DeployError('DEPLOY_BOOT_FAILED', `${failures.length} of ${names.length} guests of row ${row.id} did not come up:\n${failures.join('\n')}`);
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+  }
+}
+
 /**
  * The row's fixed placement: monitor i on VM ⌊i / monitorsPerVm⌋ (VM order vm-1, vm-2, …), spread
  * over that VM's workers in turn; bare rows over the workers in turn. Then the VMs without monitors
  * are paused or shut down when the row says so.
  */
-async function placeRow(stack: EmbeddedStack, row: ResolvedRow, seed: number): Promise<void> {
+async function placeRow(stack: EmbeddedStack, row: ResolvedRow, seed: number, driver: DeployDriver | null): Promise<void> {
   const info = stack.info;
   if (info === null) throw new ExperimentError('EXPERIMENT_STACK', 'the stack is not started');
   const redis = new Redis(info.redisUrl, { maxRetriesPerRequest: 1 });
@@ -206,8 +313,7 @@ async function placeRow(stack: EmbeddedStack, row: ResolvedRow, seed: number): P
         if (worker === undefined) throw new ExperimentError('EXPERIMENT_STACK', `${vm.name} has no workers`);
         pins.push({ monitor: monitorIdFor(seed, index), worker, vm: vm.name, reason: `experiment row ${row.id}: ${row.monitorsPerVm} monitors per VM, ${vm.name} worker ${(onVm % vm.workers.length) + 1}` });
       }
-      const driver = stack.vmDriver;
-      if (driver === null) throw new ExperimentError('EXPERIMENT_STACK', 'the stack has no VM driver');
+      if (driver === null) throw new ExperimentError('EXPERIMENT_STACK', 'the row has no VM driver');
       for (const vm of vms.slice(row.activeVms)) {
         if (row.idleVms === 'paused') await driver.pause(vm.name);
         else if (row.idleVms === 'shutdown') await driver.shutdown(vm.name);

@@ -50,7 +50,7 @@ export const RowSchema = Type.Object({
     vcpus: Type.Number({ exclusiveMinimum: 0, maximum: 64 }),
     memoryMb: Type.Integer({ minimum: 256, maximum: 262_144 }),
   }, { additionalProperties: false })),
-  /** Warm workers in each VM (the paper's JVM ran 2 threads per VM). */
+  /** Warm workers in each VM (local VMs, default 2: the paper's JVM ran 2 threads per VM; a libvirt guest runs 1). */
   workersPerVm: Type.Optional(Type.Integer({ minimum: 1, maximum: 16 })),
   /** Monitors on each VM that carries any: VM 1 gets the first this many, and so on; the rest stay idle. */
   monitorsPerVm: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
@@ -153,6 +153,7 @@ function crossFieldErrors(spec: ExperimentSpec): string[] {
       return;
     }
     if (row.workers !== undefined) lines.push(`${at}/workers: only for approach bare (VMs have workersPerVm)`);
+    if (row.approach !== 'local' && row.workersPerVm !== undefined && row.workersPerVm !== 1) lines.push(`${at}/workersPerVm: a ${row.approach} guest runs one worker (its initramfs starts one)`);
     if (row.vms === undefined) lines.push(`${at}/vms: required for approach ${row.approach}`);
     if (row.monitorsPerVm === undefined) lines.push(`${at}/monitorsPerVm: required for approach ${row.approach}`);
     if (row.vms !== undefined && row.monitorsPerVm !== undefined && row.monitors > row.vms.count * row.monitorsPerVm) {
@@ -267,7 +268,7 @@ function resolveRow(row: RowSpec, scale: number): ResolvedRow {
   return {
     spec: row, id: row.id, label: row.label, approach: row.approach, monitors: row.monitors,
     workers: row.workers === undefined ? 0 : Math.max(1, Math.round(row.workers * scale)),
-    vms, workersPerVm: row.workersPerVm ?? 2, monitorsPerVm,
+    vms, workersPerVm: row.workersPerVm ?? (row.approach === 'local' ? 2 : 1), monitorsPerVm,
     activeVms: vms === null ? 0 : Math.ceil(row.monitors / monitorsPerVm),
     idleVms: row.idleVms ?? 'running',
   };

@@ -41,6 +41,8 @@ export interface RunOptions {
   beforeReplay?: (stack: EmbeddedStack) => Promise<void>;
   /** Runs after draining, before the stack's processes stop and the records are read (e.g. stop the guests' workers, which flushes their records). */
   beforeStop?: (stack: EmbeddedStack) => Promise<void>;
+  /** Always runs before the stack closes, also after a failure (e.g. tear down guests deployed on it, which needs its Redis). */
+  cleanup?: (stack: EmbeddedStack) => Promise<void>;
   signal?: AbortSignal;
   /** More about the run for its manifest (run.json), e.g. the experiment, row and repeat it belongs to. */
   manifestExtra?: Record<string, unknown>;
@@ -174,7 +176,11 @@ export async function runOnStack(options: RunOptions): Promise<RunOutcome> {
       s3.destroy();
     }
   } finally {
-    await stack.close();
-    await rm(scratch, { recursive: true, force: true });
+    try {
+      await options.cleanup?.(stack);
+    } finally {
+      await stack.close();
+      await rm(scratch, { recursive: true, force: true });
+    }
   }
 }

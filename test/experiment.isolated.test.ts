@@ -49,7 +49,7 @@ async function leftoverCgroups(): Promise<string[]> {
   const found: string[] = [];
   for (const parent of parents) {
     if (!existsSync(parent)) continue;
-    for (const name of await readdir(parent)) if (name.startsWith(`${KEY_PREFIX}.`)) found.push(path.join(parent, name));
+    for (const name of await readdir(parent)) if (name.startsWith(KEY_PREFIX)) found.push(path.join(parent, name));
   }
   return found;
 }

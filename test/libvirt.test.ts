@@ -13,7 +13,7 @@ import { gunzipSync, gzipSync } from 'node:zlib';
 import { XMLParser } from 'fast-xml-parser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
-import { domainXml, GUEST_HYPERVISORS, guestSpecs, LibvirtDriver, seededInitrd, Virsh, type GuestHypervisor, type GuestSpec } from '../deploy/libvirt/index.js';
+import { domainXml, GUEST_HYPERVISORS, guestSpec, guestSpecs, LibvirtDriver, seededInitrd, Virsh, xenCap, type GuestHypervisor, type GuestSpec } from '../deploy/libvirt/index.js';
 import { EmbeddedRedis } from '../queue/index.js';
 import { RedisKeys } from '../queue/keys.js';
 import { repoRoot } from './support/data.js';
@@ -244,10 +244,20 @@ describe('ecgfaas deploy --driver libvirt', () => {
     expect([endpoints.code, endpoints.stderr]).toEqual([2, expect.stringContaining('[CLI_GUEST_ENDPOINTS]:')]);
   });
 
-  it('refuses fractional vCPUs and several workers for a guest, before touching anything', async () => {
+  it('gives a fractional vCPU as a whole vCPU with a CPU quota (schema-valid), and refuses several workers for a guest, before touching anything', async () => {
     const fractional = await ecgfaas(['deploy', '--driver', 'libvirt', '--vms', '1', '--vcpus', '0.5', '--print-xml']);
-    expect(fractional.code).toBe(2);
-    expect(fractional.stderr).toContain('whole vCPUs');
+    expect(fractional.code, fractional.stderr).toBe(0);
+    expect(fractional.stdout).toMatch(/<vcpu placement="static">1<\/vcpu>/);
+    expect(fractional.stdout).toMatch(/<cputune>\s*<period>100000<\/period>\s*<quota>50000<\/quota>\s*<\/cputune>/);
+    const xml = path.join(dir, 'fractional.xml');
+    await writeFile(xml, fractional.stdout);
+    const validated = await run('virt-xml-validate', [xml, 'domain']).then(() => 0, (error: { code: number }) => error.code);
+    expect(validated).toBe(0);
+    // Two and a half vCPUs: three whole ones, each at most 5/6 of a CPU.
+    expect(domainXml({ ...guestSpec('g', 0, { hypervisor: 'kvm', vcpus: 2.5, memoryMb: 512, kernel: '/k', initrd: '/i' }) })).toMatch(/<vcpu placement="static">3<\/vcpu>[\s\S]*<quota>83333<\/quota>/);
+    // Xen's cap is set by the driver after defining the guest, not in the XML.
+    expect(domainXml(guestSpec('x', 0, { hypervisor: 'xen-pv', vcpus: 0.5, memoryMb: 512, kernel: '/k', initrd: '/i', rootImage: '/r.img' }))).not.toContain('<quota>');
+    expect(xenCap(0.5)).toBe(50);
     const several = await ecgfaas(['deploy', '--driver', 'libvirt', '--vms', '1', '--workers-per-vm', '2']);
     expect(several.code).toBe(2);
     expect(several.stderr).toContain('one worker');

@@ -51,7 +51,7 @@ export function registerDeploy(program: Command): void {
     .option('--bridge <name>', 'libvirt: attach the guests to this host bridge (default for Xen: xenbr0; KVM and QEMU: user networking)')
     .option('--pin-cpus <list>', 'libvirt: pin vCPUs to these host CPUs, e.g. 1,2,3')
     .requiredOption('--vms <n>', 'VMs to start', integerOption('--vms', 1, 64))
-    .option('--vcpus <n>', 'vCPUs of each VM (local: its cgroup CPU quota, fractions allowed)', numberOption('--vcpus', 0.01, 256), 1)
+    .option('--vcpus <n>', 'vCPUs of each VM; a fraction is a CPU quota (local: its cgroup; libvirt: whole vCPUs capped by <cputune> quota, or a Xen credit cap)', numberOption('--vcpus', 0.01, 256), 1)
     .option('--memory-mb <n>', 'memory of each VM', integerOption('--memory-mb', 64), 1024)
     .option('--workers-per-vm <n>', 'warm workers in each VM', integerOption('--workers-per-vm', 1, 16), 1)
     .option('--name-prefix <prefix>', 'VMs are named <prefix>-1, <prefix>-2, ...', 'vm')
@@ -70,7 +70,6 @@ export function registerDeploy(program: Command): void {
     }) => {
       if (!/^[A-Za-z0-9_-]{1,40}$/.test(flags.namePrefix)) throw new CliError('CLI_BAD_NAME', `--name-prefix "${flags.namePrefix}" must be 1-40 of [A-Za-z0-9_-]`, 2);
       if (flags.driver === 'libvirt') {
-        if (!Number.isInteger(flags.vcpus)) throw new CliError('CLI_BAD_NUMBER', `--vcpus ${flags.vcpus}: a libvirt guest has whole vCPUs`, 2);
         const pinCpus = flags.pinCpus?.split(',').map((cpu) => Number(cpu.trim()));
         if (pinCpus?.some((cpu) => !Number.isInteger(cpu) || cpu < 0)) throw new CliError('CLI_BAD_NUMBER', `--pin-cpus "${flags.pinCpus}" must list host CPU numbers, e.g. 1,2,3`, 2);
         if (flags.workersPerVm !== 1) throw new CliError('CLI_BAD_NUMBER', 'a libvirt guest runs one worker (--workers-per-vm 1)', 2);

@@ -19,6 +19,14 @@ interface RunFlags {
   out?: string;
   data?: string;
   records?: string;
+  connect?: string;
+  disk?: string;
+  bridge?: string;
+  guestNet?: string;
+  guestRedis?: string;
+  guestS3Endpoint?: string;
+  bootTimeoutS?: number;
+  bootConcurrency?: number;
 }
 
 /** Where the shipped specs live. */
@@ -49,6 +57,14 @@ export function registerExperiment(program: Command): void {
     .option('--records <list>', 'records to replay (default: the spec\'s, else all in --data)')
     .option('--out <dir>', 'write <experiment>.md, .json and the figures (density and CDF, SVG) there; each run\'s report under <dir>/reports')
     .option('--json', 'print one JSON object on stdout')
+    .option('--connect <uri>', 'libvirt rows: connection URI (default qemu:///system; Xen rows xen:///system)')
+    .option('--disk <image>', 'libvirt rows: the guests\' root image (`ecgfaas image build`; default: KVM and QEMU guests see the host\'s root over 9p)')
+    .option('--bridge <name>', 'libvirt rows: a host bridge for the guests (default: QEMU user networking; Xen: xenbr0)')
+    .option('--guest-net <mode>', 'libvirt rows: user, dhcp or static:ADDR/PREFIX:GATEWAY[:DNS]')
+    .option('--guest-redis <url>', 'libvirt rows on a bridge: Redis as the guests reach it (give the stack one with REDIS_URL)')
+    .option('--guest-s3-endpoint <url>', 'libvirt rows on a bridge: S3 as the guests reach it (give the stack one with ECGFAAS_S3_ENDPOINT)')
+    .option('--boot-timeout-s <s>', 'libvirt rows: how long a guest may take to start its worker', integerOption('--boot-timeout-s', 10, 3600), 600)
+    .option('--boot-concurrency <n>', 'libvirt rows: guests booting at once', integerOption('--boot-concurrency', 1, 64), 2)
     .action(async (file: string, flags: RunFlags) => {
       const spec = await asUsage(() => loadSpec(file));
       const resolved = await asUsage(async () => resolveSpec(spec, {
@@ -72,6 +88,12 @@ export function registerExperiment(program: Command): void {
       try {
         result = await runExperiment(resolved, {
           store: flags.store, dataDir, records, logger, reportsDir, signal: abort.signal,
+          guests: {
+            ...(flags.connect !== undefined ? { connect: flags.connect } : {}), ...(flags.disk !== undefined ? { disk: flags.disk } : {}),
+            ...(flags.bridge !== undefined ? { bridge: flags.bridge } : {}), ...(flags.guestNet !== undefined ? { guestNet: flags.guestNet } : {}),
+            ...(flags.guestRedis !== undefined ? { guestRedis: flags.guestRedis } : {}), ...(flags.guestS3Endpoint !== undefined ? { guestS3Endpoint: flags.guestS3Endpoint } : {}),
+            ...(flags.bootTimeoutS !== undefined ? { bootTimeoutS: flags.bootTimeoutS } : {}), ...(flags.bootConcurrency !== undefined ? { bootConcurrency: flags.bootConcurrency } : {}),
+          },
           onRunStart: ({ row, repeat, runId }) => {
             runIndex += 1;
             if (tty) {

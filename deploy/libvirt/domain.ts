@@ -16,6 +16,12 @@ export interface GuestSpec {
   hypervisor: GuestHypervisor;
   /** Whole vCPUs (libvirt has no fractions; a share below one CPU is the scheduler's quota, not a vCPU). */
   vcpus: number;
+  /**
+   * CPU the guest may use in all, below its vCPUs (e.g. 0.5 of one vCPU): KVM and QEMU get a CFS
+   * quota per vCPU (<cputune> period and quota); Xen's credit scheduler takes a cap instead, which
+   * the driver sets after defining the guest (libvirt's Xen driver has no quota in the XML).
+   */
+  cpuShare?: number;
   /** Pin vCPU i to host CPU cpuset[i % length] (the paper pinned VMs to cores); none: float. */
   cpuset?: readonly number[];
   memoryMb: number;
@@ -66,6 +72,19 @@ const HYPERVISORS: Record<GuestHypervisor, HypervisorProfile> = {
   'xen-pv': { domainType: 'xen', osType: 'linux', machine: 'xenpv', features: [], diskBus: 'xen', console: 'xen', shares: false },
 };
 
+/** The CFS period of a guest's CPU quota (µs; libvirt's range is 1,000-1,000,000). */
+export const CPU_PERIOD_US = 100_000;
+
+/** Each vCPU's quota (µs per period) for `share` CPUs in all over `vcpus` vCPUs (libvirt's minimum is 1,000). */
+export function cpuQuotaUs(share: number, vcpus: number): number {
+  return Math.max(1000, Math.round((share / vcpus) * CPU_PERIOD_US));
+}
+
+/** Xen's credit-scheduler cap for `share` CPUs (% of one physical CPU; 0 would mean no cap). */
+export function xenCap(share: number): number {
+  return Math.max(1, Math.round(share * 100));
+}
+
 export class GuestSpecError extends EcgFaasError {
   constructor(message: string) {
     super('GUEST_SPEC_INVALID', message);
@@ -81,6 +100,7 @@ export function checkGuestSpec(spec: GuestSpec): GuestSpec {
   if (!GUEST_HYPERVISORS.includes(spec.hypervisor)) problems.push(`hypervisor "${spec.hypervisor}" is not one of ${GUEST_HYPERVISORS.join(', ')}`);
   if (!Number.isInteger(spec.vcpus) || spec.vcpus < 1 || spec.vcpus > 256) problems.push(`vcpus ${spec.vcpus} must be a whole number from 1 to 256`);
   if (!Number.isInteger(spec.memoryMb) || spec.memoryMb < 64) problems.push(`memoryMb ${spec.memoryMb} must be a whole number of at least 64`);
+  if (spec.cpuShare !== undefined && !(spec.cpuShare > 0 && spec.cpuShare <= spec.vcpus)) problems.push(`cpuShare ${spec.cpuShare} must be above 0 and at most its ${spec.vcpus} vCPUs`);
   if (spec.cpuset !== undefined && (spec.cpuset.length === 0 || spec.cpuset.some((cpu) => !Number.isInteger(cpu) || cpu < 0))) problems.push('cpuset must list host CPU numbers');
   if ('kernel' in spec.boot && spec.boot.kernel === '') problems.push('a kernel boot needs a kernel');
   if (spec.shares !== undefined && spec.shares.length > 0 && !HYPERVISORS[spec.hypervisor]?.shares) problems.push(`${spec.hypervisor} guests cannot have 9p shares (use a disk or a cloud-init seed)`);
@@ -142,8 +162,12 @@ export function domainXml(spec: GuestSpec): string {
     name: spec.name,
     memory: { '@_unit': 'MiB', '#text': spec.memoryMb },
     vcpu: { '@_placement': 'static', '#text': spec.vcpus },
-    ...(spec.cpuset !== undefined ? {
-      cputune: { vcpupin: Array.from({ length: spec.vcpus }, (_, vcpu) => ({ '@_vcpu': vcpu, '@_cpuset': spec.cpuset?.[vcpu % (spec.cpuset?.length ?? 1)] })) },
+    ...(spec.cpuset !== undefined || (spec.cpuShare !== undefined && profile.domainType !== 'xen') ? {
+      cputune: {
+        ...(spec.cpuset !== undefined ? { vcpupin: Array.from({ length: spec.vcpus }, (_, vcpu) => ({ '@_vcpu': vcpu, '@_cpuset': spec.cpuset?.[vcpu % (spec.cpuset?.length ?? 1)] })) } : {}),
+        // Each vCPU may run quota µs of every period: cpuShare CPUs in all.
+        ...(spec.cpuShare !== undefined && profile.domainType !== 'xen' ? { period: CPU_PERIOD_US, quota: cpuQuotaUs(spec.cpuShare, spec.vcpus) } : {}),
+      },
     } : {}),
     os,
     ...(profile.features.length > 0 ? { features: Object.fromEntries(profile.features.map((feature) => [feature, ''])) } : {}),

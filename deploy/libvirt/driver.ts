@@ -20,7 +20,7 @@ import type { RedisKeys } from '../../queue/keys.js';
 import type { S3Settings } from '../../storage/index.js';
 import { readOrNull } from '../../worker/facts/index.js';
 import { listVms, readVm, vmControl, VmError, writeVm, type DeployDriver, type VmRecord, type VmSpec } from '../vms.js';
-import { domainXml, type GuestHypervisor, type GuestSpec } from './domain.js';
+import { domainXml, xenCap, type GuestHypervisor, type GuestSpec } from './domain.js';
 import { guestSpec, IMAGE_CHECKOUT } from './guests.js';
 import { seededInitrd } from './initramfs.js';
 import { Virsh } from './virsh.js';
@@ -155,6 +155,14 @@ export class LibvirtDriver implements DeployDriver {
       });
       await writeFile(files.xml, domainXml(guest));
       await this.#virsh.call(['define', files.xml], `defining ${spec.name}`);
+      // Xen's share below its vCPUs is a credit-scheduler cap, kept in the guest's configuration.
+      if (guest.cpuShare !== undefined && this.#o.hypervisor.startsWith('xen')) {
+        await this.#virsh.call(['schedinfo', spec.name, '--config', '--set', `cap=${xenCap(guest.cpuShare)}`], `capping ${spec.name}'s CPU`)
+          .catch(async (error: unknown) => {
+            await this.#virsh.call(['undefine', spec.name]).catch(() => undefined);
+            throw error;
+          });
+      }
     } catch (error) {
       await this.#removeFiles(spec.name);
       throw error;

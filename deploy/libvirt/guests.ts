@@ -16,6 +16,7 @@ export interface GuestOptions {
   hypervisor: GuestHypervisor;
   vms: number;
   namePrefix: string;
+  /** vCPUs; a fraction is rounded up to whole vCPUs and capped to this much CPU in all (GuestSpec.cpuShare). */
   vcpus: number;
   memoryMb: number;
   kernel: string;
@@ -79,9 +80,11 @@ export function guestSpec(name: string, index: number, options: Omit<GuestOption
     image !== undefined ? `ecgfaas.root=disk:${rootDevice}` : 'ecgfaas.root=9p:hostroot', `ecgfaas.net=${net}`,
     ...(options.cmdline !== undefined ? [options.cmdline] : []),
   ].join(' ');
+  const vcpus = Math.max(1, Math.ceil(options.vcpus));
   return {
-    name, hypervisor: options.hypervisor, vcpus: options.vcpus, memoryMb: options.memoryMb,
-    ...(pins !== undefined && pins.length > 0 ? { cpuset: Array.from({ length: options.vcpus }, (_, vcpu) => pins[(index * options.vcpus + vcpu) % pins.length] as number) } : {}),
+    name, hypervisor: options.hypervisor, vcpus, memoryMb: options.memoryMb,
+    ...(options.vcpus < vcpus ? { cpuShare: options.vcpus } : {}),
+    ...(pins !== undefined && pins.length > 0 ? { cpuset: Array.from({ length: vcpus }, (_, vcpu) => pins[(index * vcpus + vcpu) % pins.length] as number) } : {}),
     boot: { kernel: options.kernel, initrd: options.initrd, cmdline },
     ...(image !== undefined ? { disks: [{ file: image, format: 'raw' as const, readonly: true }] } : { shares: [{ source: '/', tag: 'hostroot', readonly: true }] }),
     network,
