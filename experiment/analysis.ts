@@ -19,9 +19,25 @@ export interface Sample {
   metricMs: number | null;
 }
 
+/** What happened to a run's packets (the load generator's counts and the records'). */
+export interface Delivery {
+  sent: number;
+  /** 2xx answers (a result, or 202: queued). */
+  accepted: number;
+  processed: number;
+  /** Accepted but not processed before the run was torn down (a backlog the drain could not clear). */
+  lost: number;
+  /** Refused or a transport error. */
+  failed: number;
+  /** No answer before the replay ended. */
+  unanswered: number;
+  errorCodes: Record<string, number>;
+}
+
 export interface RunSamples {
   runId: string;
   samples: Sample[];
+  delivery?: Delivery;
   hypervisors: string[];
   drivers: string[];
 }
@@ -66,6 +82,8 @@ export interface RowSummary {
   packets: number;
   bimodal: boolean;
   bimodalityCoefficient: number | null;
+  /** The runs' packets in all (warm-up included). */
+  delivery: Delivery;
 }
 
 export interface Comparison {
@@ -140,7 +158,17 @@ export function summariseRow(rows: RowRuns, options: AnalysisOptions, index = 0)
     packets: samples.length,
     bimodal: shape.bimodal,
     bimodalityCoefficient: shape.coefficient,
+    delivery: sumDelivery(rows.runs.flatMap((run) => (run.delivery === undefined ? [] : [run.delivery]))),
   };
+}
+
+function sumDelivery(deliveries: readonly Delivery[]): Delivery {
+  const total: Delivery = { sent: 0, accepted: 0, processed: 0, lost: 0, failed: 0, unanswered: 0, errorCodes: {} };
+  for (const each of deliveries) {
+    for (const key of ['sent', 'accepted', 'processed', 'lost', 'failed', 'unanswered'] as const) total[key] += each[key];
+    for (const [code, count] of Object.entries(each.errorCodes)) total.errorCodes[code] = (total.errorCodes[code] ?? 0) + count;
+  }
+  return total;
 }
 
 /** Every pair of rows with values, in table order, tested on block means; Holm across the pairs. */

@@ -27,6 +27,10 @@ export interface RunOptions {
   deadlineMs: number;
   /** ms between a monitor's packets (default 1000; shorter compresses time, see ReplayOptions). */
   packetPeriodMs?: number;
+  /** HTTP connections of the load generator (default: the replay's, 2 per monitor). */
+  connections?: number;
+  /** How long the load generator waits for outstanding answers once sending stops (default: the replay's, deadline + 500 ms). */
+  replayDrainMs?: number;
   leads?: 1 | 2;
   /** Seconds of load before the measured replay (not reported), so models, JIT and connections are warm. */
   warmupS?: number;
@@ -124,6 +128,8 @@ export async function runOnStack(options: RunOptions): Promise<RunOutcome> {
         gateway: info.gatewayUrl, monitors: options.monitors, durationS: options.durationS, dataDir: options.dataDir,
         records: options.records, seed: options.seed, deadlineMs: options.deadlineMs, leads: options.leads, roundtripsFile,
         ...(options.packetPeriodMs !== undefined ? { packetPeriodMs: options.packetPeriodMs } : {}),
+        ...(options.connections !== undefined ? { connections: options.connections } : {}),
+        ...(options.replayDrainMs !== undefined ? { drainMs: options.replayDrainMs } : {}),
         sessionPrefix: runId.replace(/[^A-Za-z0-9_.:-]/g, '').slice(-40),
       }, { ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}) });
       const cpuPct = {

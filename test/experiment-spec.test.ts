@@ -137,7 +137,7 @@ describe('the scaling rule', () => {
     expect(paperSizes.rows[0]?.workers).toBe(8);
     expect(paperSizes.costMs).toBeCloseTo(305 / 2, 9);
     expect(paperSizes.repeats).toBe(3);
-    expect(paperSizes.durationS).toBe(12);
+    expect(paperSizes.durationS).toBe(10);
   });
 });
 

@@ -55,7 +55,7 @@ export function registerExperiment(program: Command): void {
     .option('--store <dir>', 'local state: each run\'s records in the embedded S3 (<dir>/s3), logs (<dir>/logs)', '.ecgfaas')
     .option('--data <dir>', 'directory of MIT-BIH records to replay (default: the shipped excerpt)')
     .option('--records <list>', 'records to replay (default: the spec\'s, else all in --data)')
-    .option('--out <dir>', 'write <experiment>.md, .json and the figures (density and CDF, SVG) there; each run\'s report under <dir>/reports')
+    .option('--out <dir>', 'write <experiment>.md, .json and the figures (density and CDF, SVG) there (each run\'s report goes to reports/<run>/ as after a demo)')
     .option('--json', 'print one JSON object on stdout')
     .option('--connect <uri>', 'libvirt rows: connection URI (default qemu:///system; Xen rows xen:///system)')
     .option('--disk <image>', 'libvirt rows: the guests\' root image (`ecgfaas image build`; default: KVM and QEMU guests see the host\'s root over 9p)')
@@ -82,7 +82,8 @@ export function registerExperiment(program: Command): void {
       let bar: cliProgress.SingleBar | null = null;
       let done = 0;
       let runIndex = 0;
-      const reportsDir = flags.out !== undefined ? path.join(flags.out, 'reports') : 'reports';
+      // Each run's latency report, as after `ecgfaas demo` (the records stay in the store for `report --run`).
+      const reportsDir = 'reports';
       process.stderr.write(`experiment ${spec.experiment} (Table ${spec.paperTable}, ${spec.metric}): ${resolved.rows.length} rows × ${resolved.repeats} repeats of ${resolved.durationS} s + ${resolved.warmupS} s warm-up\n  ${resolved.rule}\n`);
       let result: ExperimentResult;
       try {
