@@ -4,12 +4,12 @@ import path from 'node:path';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import {
-  formatMarkdown, loadSpec, renderFigures, resolveSpec, resultJson, runExperiment, type ExperimentResult,
+  formatMarkdown, loadSpec, renderFigures, resolveSpec, resultJson, runExperiment, type ExperimentResult, type GuestOptions,
 } from '../../experiment/index.js';
 import { CliError, numberOption, integerOption, PACKAGE_ROOT, printJson, requireDirectory, resolveRecords } from '../common.js';
 import { abortOnSignal, createLogger } from '../runtime.js';
 
-interface RunFlags {
+interface RunFlags extends GuestOptions {
   quick?: boolean;
   repeats?: number;
   scale?: number;
@@ -19,15 +19,9 @@ interface RunFlags {
   out?: string;
   data?: string;
   records?: string;
-  connect?: string;
-  disk?: string;
-  bridge?: string;
-  guestNet?: string;
-  guestRedis?: string;
-  guestS3Endpoint?: string;
-  bootTimeoutS?: number;
-  bootConcurrency?: number;
 }
+
+const GUEST_FLAGS = ['connect', 'disk', 'bridge', 'guestNet', 'guestRedis', 'guestS3Endpoint', 'bootTimeoutS', 'bootConcurrency'] as const;
 
 /** Where the shipped specs live. */
 export const PAPER_SPECS = path.join(PACKAGE_ROOT, 'experiments', 'paper');
@@ -89,12 +83,7 @@ export function registerExperiment(program: Command): void {
       try {
         result = await runExperiment(resolved, {
           store: flags.store, dataDir, records, logger, reportsDir, signal: abort.signal,
-          guests: {
-            ...(flags.connect !== undefined ? { connect: flags.connect } : {}), ...(flags.disk !== undefined ? { disk: flags.disk } : {}),
-            ...(flags.bridge !== undefined ? { bridge: flags.bridge } : {}), ...(flags.guestNet !== undefined ? { guestNet: flags.guestNet } : {}),
-            ...(flags.guestRedis !== undefined ? { guestRedis: flags.guestRedis } : {}), ...(flags.guestS3Endpoint !== undefined ? { guestS3Endpoint: flags.guestS3Endpoint } : {}),
-            ...(flags.bootTimeoutS !== undefined ? { bootTimeoutS: flags.bootTimeoutS } : {}), ...(flags.bootConcurrency !== undefined ? { bootConcurrency: flags.bootConcurrency } : {}),
-          },
+          guests: Object.fromEntries(GUEST_FLAGS.filter((key) => flags[key] !== undefined).map((key) => [key, flags[key]])) as GuestOptions,
           onRunStart: ({ row, repeat, runId }) => {
             runIndex += 1;
             if (tty) {
