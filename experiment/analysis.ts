@@ -84,6 +84,8 @@ export interface RowSummary {
   bimodalityCoefficient: number | null;
   /** The runs' packets in all (warm-up included). */
   delivery: Delivery;
+  /** Each run on its own: how much the runs differ (the paper ran each configuration once). */
+  perRun: Array<{ runId: string; n: number; mean: number | null; p99: number | null; failurePct: number | null }>;
 }
 
 export interface Comparison {
@@ -159,6 +161,12 @@ export function summariseRow(rows: RowRuns, options: AnalysisOptions, index = 0)
     bimodal: shape.bimodal,
     bimodalityCoefficient: shape.coefficient,
     delivery: sumDelivery(rows.runs.flatMap((run) => (run.delivery === undefined ? [] : [run.delivery]))),
+    perRun: rows.runs.map((run) => {
+      const values = run.samples.map((sample) => sample.metricMs).filter((value): value is number => value !== null);
+      const stats = describe(values);
+      const missed = run.samples.filter((sample) => sample.roundTripMs === null || sample.roundTripMs > options.deadlineMs).length;
+      return { runId: run.runId, n: stats.n, mean: stats.mean, p99: stats.p99, failurePct: run.samples.length === 0 ? null : (100 * missed) / run.samples.length };
+    }),
   };
 }
 

@@ -15,10 +15,11 @@ export function resultJson(result: ExperimentResult): Omit<ExperimentResult, 'sa
   return rest;
 }
 
-export function formatMarkdown(result: ExperimentResult, options: { figures?: { density: string; cdf: string } } = {}): string {
+export function formatMarkdown(result: ExperimentResult, options: { figures?: { density: string; cdf: string }; command?: string } = {}): string {
   const lines: string[] = [];
   const metricName = { compute: 'time in the function', roundTrip: 'round trip', write: 'storage write of abnormal data' }[result.metric] ?? result.metric;
   lines.push(`### Table ${result.paperTable}: ${result.title}`, '');
+  if (options.command !== undefined) lines.push(`Command: \`${options.command}\``, '');
   lines.push(`Metric: ${metricName} (ms). ${result.repeatsPlanned} repeats of ${result.durationS} s measured (after ${result.warmupS} s of warm-up) per row; `
     + `deadline ${fixed(result.deadlineMs, 1)} ms; CPU per packet ${fixed(result.costMs)} ms (${result.iterations} loop iterations, calibrated on the host).`, '');
   lines.push(`Scaling: ${result.scalingRule}`, '');
@@ -28,12 +29,17 @@ export function formatMarkdown(result: ExperimentResult, options: { figures?: { 
   for (const row of result.paper.rows) {
     lines.push(`| ${row.row} | ${fixed(row.mean)} | ${fixed(row.min)} | ${fixed(row.max)} | ${fixed(row.sd, 3)}${hasFailure ? ` | ${fixed(row.failurePct ?? null)}` : ''} |`);
   }
-  lines.push('', `Ours (${result.machine.cpus} CPUs, ${result.machine.cpuModel}; Node ${result.machine.node}):`, '');
+  const machine = result.machine;
+  lines.push('', `Ours (${machine.cpus} CPUs, ${machine.cpuModel}, ${Math.round(machine.memoryMb / 1024)} GiB; Linux ${machine.kernel ?? '?'}, cgroups ${machine.cgroups ?? 'none'}; Node ${machine.node}; ${result.startedAt.slice(0, 10)}):`, '');
   lines.push('| Row | Approach | Hypervisor detected | n | Mean [95 % CI] | Min | Max | SD | p50 | p99 [95 % CI] | % failure | Bimodal (BC) |',
     '|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|');
   for (const row of result.rows) {
     const m = row.metricMs;
     lines.push(`| ${row.label} | ${row.approach}${row.paperRow !== null ? ` (paper: ${row.paperRow})` : ''} | ${row.hypervisor} | ${row.n} | ${fixed(m.mean)} ${interval(m.meanCi95)} | ${fixed(m.min)} | ${fixed(m.max)} | ${fixed(m.sd, 3)} | ${fixed(m.p50)} | ${fixed(m.p99)} ${interval(m.p99Ci95)} | ${fixed(row.failurePct)} | ${row.bimodal ? 'yes' : 'no'} (${fixed(row.bimodalityCoefficient, 3)}) |`);
+  }
+  lines.push('', 'Each run (mean / p99 ms, % failure):', '');
+  for (const row of result.rows) {
+    lines.push(`- ${row.label}: ${(row.perRun ?? []).map((run) => `${fixed(run.mean, 1)} / ${fixed(run.p99, 1)}, ${fixed(run.failurePct)} %`).join('; ')}`);
   }
   if (result.skipped.length > 0) {
     lines.push('', 'Skipped on this host:', '');

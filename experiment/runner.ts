@@ -11,7 +11,7 @@
  * worker runs (--extra-compute-iterations), so a slower VM takes longer for the same work.
  */
 import { randomBytes } from 'node:crypto';
-import { hostname, cpus } from 'node:os';
+import { cpus, hostname, release, totalmem } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pLimit from 'p-limit';
@@ -19,6 +19,7 @@ import type { Logger } from 'pino';
 import { Redis } from 'ioredis';
 import type { LatencyRecord } from '../contracts/invocation.js';
 import { asSeenFromGuest, DeployError, ensureInitrd, LibvirtDriver, newestKernel, type GuestHypervisor } from '../deploy/libvirt/index.js';
+import { detectCgroups } from '../deploy/cgroups.js';
 import { listVms, type DeployDriver } from '../deploy/vms.js';
 import { monitorIdFor, type ReplayProgress } from '../replay/index.js';
 import { pinMonitors } from '../scheduler/index.js';
@@ -97,7 +98,7 @@ export interface ExperimentResult {
   skipped: Skipped[];
   notes: string[];
   paper: ResolvedExperiment['spec']['paper'];
-  machine: { host: string; cpus: number; cpuModel: string; node: string };
+  machine: { host: string; cpus: number; cpuModel: string; memoryMb: number; kernel: string; cgroups: string | null; node: string };
   startedAt: string;
   finishedAt: string;
   /** The raw samples per row and run (for figures); not printed by --json. */
@@ -162,7 +163,10 @@ export async function runExperiment(experiment: ResolvedExperiment, options: Run
     rows: measured.map((row, index) => summariseRow(row, analysis, index)),
     comparisons: compareRows(measured, analysis),
     skipped, notes, paper: experiment.spec.paper,
-    machine: { host: hostname(), cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', node: process.version },
+    machine: {
+      host: hostname(), cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', memoryMb: Math.round(totalmem() / 2 ** 20), kernel: release(),
+      cgroups: detectCgroups(), node: process.version,
+    },
     startedAt, finishedAt: new Date().toISOString(),
     samples: measured,
   };

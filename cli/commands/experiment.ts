@@ -110,6 +110,7 @@ export function registerExperiment(program: Command): void {
         abort.dispose();
       }
       logger.info({ runs: done }, 'experiment done');
+      const command = ['ecgfaas', ...process.argv.slice(2)].join(' ');
       let figures: { density: string; cdf: string } | undefined;
       if (flags.out !== undefined) {
         await mkdir(flags.out, { recursive: true });
@@ -119,11 +120,11 @@ export function registerExperiment(program: Command): void {
           await writeFile(path.join(flags.out, figures.density), rendered.density);
           await writeFile(path.join(flags.out, figures.cdf), rendered.cdf);
         }
-        await writeFile(path.join(flags.out, `${spec.experiment}.json`), `${JSON.stringify(resultJson(result), null, 2)}\n`);
-        await writeFile(path.join(flags.out, `${spec.experiment}.md`), formatMarkdown(result, figures !== undefined ? { figures } : {}));
+        await writeFile(path.join(flags.out, `${spec.experiment}.json`), `${JSON.stringify({ ...resultJson(result), command }, null, 2)}\n`);
+        await writeFile(path.join(flags.out, `${spec.experiment}.md`), formatMarkdown(result, { command, ...(figures !== undefined ? { figures } : {}) }));
       }
       if (flags.json) printJson(resultJson(result));
-      else process.stdout.write(formatMarkdown(result, figures !== undefined ? { figures } : {}));
+      else process.stdout.write(formatMarkdown(result, { command, ...(figures !== undefined ? { figures } : {}) }));
     });
 
   experiment
