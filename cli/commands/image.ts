@@ -10,11 +10,11 @@ export function registerImage(program: Command): void {
     .description('Build a root image (raw ext4) from Debian packages: debootstrap minbase, Debian\'s nodejs, and this platform under /opt/ecgfaas. Needs root and network access to the Debian mirror; ~2-4 min.')
     .option('--out <file>', 'image to write', DEFAULT_ROOT_IMAGE)
     .option('--suite <suite>', 'Debian suite (trixie\'s nodejs is 20.19, which the platform needs)', 'trixie')
-    .option('--mirror <url>', 'Debian mirror', 'http://deb.debian.org/debian')
+    .option('--mirror <url>', 'Debian archive URL (default: the one this machine\'s apt sources use)')
     .option('--json', 'print the result as JSON')
-    .action(async (flags: { out: string; suite: string; mirror: string; json?: boolean }) => {
+    .action(async (flags: { out: string; suite: string; mirror?: string; json?: boolean }) => {
       const result = await buildRootImage({
-        out: flags.out, checkout: PACKAGE_ROOT, suite: flags.suite, mirror: flags.mirror,
+        out: flags.out, checkout: PACKAGE_ROOT, suite: flags.suite, ...(flags.mirror !== undefined ? { mirror: flags.mirror } : {}),
         onStep: (step) => process.stderr.write(`${step}\n`),
       });
       if (flags.json) printJson(result);

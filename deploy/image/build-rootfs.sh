@@ -5,14 +5,15 @@
 # image. Guests attach it read-only (any number at once) and boot the host's kernel with the
 # platform's initramfs, which mounts it under a tmpfs overlay and starts the worker; the same image
 # serves KVM, QEMU, Xen HVM and Xen PV guests.
-#   build-rootfs.sh OUT.img CHECKOUT [SUITE] [MIRROR]
+#   build-rootfs.sh OUT.img CHECKOUT SUITE MIRROR   (MIRROR: a Debian archive URL; `ecgfaas image build`
+#   takes it from --mirror or the machine's apt sources)
 # Needs root, Debian's debootstrap and e2fsprogs (mkfs.ext4 -d), and the checkout's node_modules
 # (npm ci) or the npm registry.
 set -euo pipefail
 out="$1"
 checkout="$(cd "$2" && pwd)"
-suite="${3:-trixie}"
-mirror="${4:-http://deb.debian.org/debian}"
+suite="${3:?usage: build-rootfs.sh OUT.img CHECKOUT SUITE MIRROR}"
+mirror="${4:?usage: build-rootfs.sh OUT.img CHECKOUT SUITE MIRROR (a Debian archive URL)}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/ecgfaas-rootfs-XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 root="$work/root"

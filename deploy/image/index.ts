@@ -6,7 +6,7 @@
  * what it needs first and turns its failures into coded errors.
  */
 import { execFile, spawn } from 'node:child_process';
-import { stat, writeFile } from 'node:fs/promises';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -19,7 +19,7 @@ const SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'build-ro
 export const DEFAULT_ROOT_IMAGE = '.ecgfaas/guest/rootfs.img';
 
 export class ImageError extends EcgFaasError {
-  constructor(code: 'IMAGE_NEEDS_ROOT' | 'IMAGE_TOOLS_MISSING' | 'IMAGE_BUILD_FAILED', message: string) {
+  constructor(code: 'IMAGE_NEEDS_ROOT' | 'IMAGE_TOOLS_MISSING' | 'IMAGE_BUILD_FAILED' | 'IMAGE_NO_MIRROR', message: string) {
     super(code, message);
     this.name = 'ImageError';
   }
@@ -32,9 +32,33 @@ export interface RootImageOptions {
   checkout: string;
   /** Debian suite (default trixie: its nodejs is 20.19, which the platform needs). */
   suite?: string;
+  /** Debian archive URL (default: the one this machine's apt sources use, see aptMirror). */
   mirror?: string;
   /** Each step the script reports ("debootstrap trixie from ...", ...). */
   onStep?: (step: string) => void;
+}
+
+/**
+ * The Debian archive this machine's apt already uses: the first source (deb822 `URIs:` in
+ * /etc/apt/sources.list.d/*.sources, or a `deb URL SUITE` line of a .list file) whose path ends in
+ * `/debian` (the security archive and third-party repositories do not). Null when there is none.
+ * No mirror is named here: an image is built from wherever the host's own packages come from.
+ */
+export async function aptMirror(root = '/etc/apt'): Promise<string | null> {
+  const files = [path.join(root, 'sources.list')];
+  const dir = path.join(root, 'sources.list.d');
+  for (const name of (await readdir(dir).catch(() => [] as string[])).sort()) {
+    if (name.endsWith('.sources') || name.endsWith('.list')) files.push(path.join(dir, name));
+  }
+  for (const file of files) {
+    const text = await readFile(file, 'utf8').catch(() => '');
+    const uris = file.endsWith('.sources')
+      ? [...text.matchAll(/^URIs:\s*(.+)$/gm)].flatMap((match) => (match[1] as string).trim().split(/\s+/))
+      : [...text.matchAll(/^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+\S+/gm)].map((match) => match[1] as string);
+    const archive = uris.find((uri) => /^https?:\/\/[^/]+(\/.*)?\/debian\/?$/.test(uri));
+    if (archive !== undefined) return archive.replace(/\/$/, '');
+  }
+  return null;
 }
 
 async function onPath(command: string): Promise<boolean> {
@@ -106,7 +130,11 @@ export async function buildRootImage(options: RootImageOptions): Promise<{ image
   const out = path.resolve(options.out);
   // The checkout as it is when the copy into the image starts.
   const state = await checkoutState(path.resolve(options.checkout));
-  const args = [SCRIPT, out, path.resolve(options.checkout), options.suite ?? 'trixie', ...(options.mirror !== undefined ? [options.mirror] : [])];
+  const mirror = options.mirror ?? await aptMirror();
+  if (mirror === null) {
+    throw new ImageError('IMAGE_NO_MIRROR', 'no Debian archive in this machine\'s apt sources (/etc/apt/sources.list, /etc/apt/sources.list.d): give one with --mirror URL');
+  }
+  const args = [SCRIPT, out, path.resolve(options.checkout), options.suite ?? 'trixie', mirror];
   const tail: string[] = [];
   let node: string | null = null;
   const code = await new Promise<number | null>((resolve, reject) => {
