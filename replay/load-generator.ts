@@ -12,7 +12,7 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { Pool, type Dispatcher } from 'undici';
 import { BINARY_CONTENT_TYPE } from '../contracts/packet-binary.js';
 import { ReplayError } from './errors.js';
-import { type PlannedMonitor, type PlannedSession, type SchedulePlan } from './schedule.js';
+import { sendTimeMs, type PlannedMonitor, type PlannedSession, type SchedulePlan } from './schedule.js';
 import type { RecordSource } from './source.js';
 import { distribution, LogHistogram, SampleStore } from './stats.js';
 import type { PacketCounts, ReplayProgress, ReplaySummary, RoundTripLine } from './types.js';
@@ -223,7 +223,7 @@ export class LoadGenerator {
     }
     while (this.k < spanS) {
       const monitor = this.monitors[order[this.pos] as number] as MonitorState;
-      const due = this.k * this.config.plan.periodMs + monitor.plan.phaseMs;
+      const due = sendTimeMs(monitor.plan, this.k, this.config.plan.periodMs);
       if (due > now) {
         this.timer = setTimeout(this.tick, Math.ceil(due - now));
         return;
